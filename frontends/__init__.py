@@ -1,0 +1,37 @@
+"""Frontends: sources to LLVM IR modules for wasm32-wasi.
+
+`load_source` accepts C (`.c`, compiled by the toolchain's clang), textual IR (`.ll`) and
+bitcode (`.bc`), and returns an `IRModule` the passes and the linker take.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mewe.errors import MeweError
+from mewe.toolchain import Toolchain
+from mewe.types import CompileOptions, IRModule
+
+from .c import compile_c
+from .ir import load_ir
+
+C_SUFFIXES = (".c",)
+IR_SUFFIXES = (".ll", ".bc")
+
+
+def load_source(path: str | Path, options: CompileOptions, toolchain: Toolchain, *, verbose: bool = False) -> IRModule:
+    """Lower one source file to an IRModule; raises MeweError for missing, unknown or broken input."""
+    path = Path(path)
+    if not path.exists():
+        raise MeweError(f"{path}: no such file")
+    if path.is_dir():
+        raise MeweError(f"{path}: is a directory, not a source file")
+    suffix = path.suffix.lower()
+    if suffix in C_SUFFIXES:
+        return load_ir(path.name, compile_c(path, options, toolchain, verbose=verbose), origin=str(path))
+    if suffix in IR_SUFFIXES:
+        return load_ir(path.name, path.read_bytes(), origin=str(path))
+    raise MeweError(f"{path}: unsupported input type '{path.suffix or '(none)'}' (expected .c, .ll or .bc)")
+
+
+__all__ = ["load_source", "compile_c", "load_ir"]

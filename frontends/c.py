@@ -1,0 +1,31 @@
+"""C frontend: clang (ziglang's or a system one) compiles a C file to wasm32-wasi bitcode."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+from mewe.toolchain import Toolchain
+from mewe.types import CompileOptions
+
+
+def cflags(options: CompileOptions) -> list[str]:
+    """The clang flags for `options` (debug info off: variants are compared by code, not DWARF)."""
+    flags = [f"-O{options.opt_level}", "-g0"]
+    flags += [f"-I{d}" for d in options.include_dirs]
+    flags += [f"-D{d}" for d in options.defines]
+    flags += [f"-U{u}" for u in options.undefines]
+    flags += list(options.extra_flags)
+    return flags
+
+
+def compile_c(source: Path, options: CompileOptions, toolchain: Toolchain, *, verbose: bool = False) -> bytes:
+    """Compile `source` to LLVM bitcode; raises MeweError with clang's diagnostics on failure."""
+    with tempfile.TemporaryDirectory(prefix="mewe-cc-") as tmp:
+        out = Path(tmp) / (source.stem + ".bc")
+        argv = toolchain.command(*toolchain.cflags, *cflags(options), "-c", "-emit-llvm", str(source), "-o", str(out))
+        proc = toolchain.run(argv, what=f"{source}: compilation", verbose=verbose)
+        if proc.stderr:  # warnings: show them as a compiler would
+            sys.stderr.write(proc.stderr)
+        return out.read_bytes()

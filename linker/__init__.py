@@ -1,0 +1,10 @@
+"""Linker: merge IR modules, generate wasm32 code with llvmlite, link with wasm-ld and wasi-libc.
+
+The output is a WASI command module that keeps its function names (name section) and
+imports only `wasi_snapshot_preview1`.
+"""
+
+from .codegen import emit_object, wasm_ld
+from .merge import link_modules
+
+__all__ = ["link_modules", "emit_object", "wasm_ld"]

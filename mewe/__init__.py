@@ -1,0 +1,20 @@
+"""mewe: multivariant WebAssembly for C and Rust services.
+
+Every function of a service is cloned into semantically equivalent variants; one wasm32-wasi
+module holds them all and a dispatcher picks a variant at random on every call. The stages
+are importable: `mewe.frontends` (sources -> LLVM IR), `mewe.passes` (variants),
+`mewe.linker` (dispatchers, wasm codegen), `mewe.runtime` (the RNG and the host).
+
+    import mewe
+    mewe.build(["service.c"], "service.wasm")
+    mewe.run("service.wasm", ["arg"])
+"""
+
+__version__ = "0.1.0"
+
+from mewe.errors import MeweError  # noqa: E402
+from mewe.pipeline import build  # noqa: E402
+from mewe.runtime import run  # noqa: E402
+from mewe.types import BuildResult, CompileOptions, IRModule  # noqa: E402
+
+__all__ = ["build", "run", "MeweError", "BuildResult", "CompileOptions", "IRModule", "__version__"]

@@ -1,0 +1,5 @@
+import sys
+
+from mewe.cli import main
+
+sys.exit(main())

@@ -1,0 +1,53 @@
+"""Output files that appear whole or not at all: write to a temp file beside the target, then rename."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from .errors import MeweError
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, mode: int = 0o644) -> Iterator[Path]:
+    """Yield a temporary path in `path`'s directory; rename it onto `path` if the block succeeds.
+
+    On any failure the temporary file is removed and `path` is left as it was.
+    """
+    target = Path(path)
+    directory = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise MeweError(f"cannot write output '{target}': it is a directory")
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise MeweError(f"cannot write output '{target}': {exc.strerror or exc}") from None
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def write_atomic(path: str | os.PathLike, data: bytes, mode: int = 0o644) -> None:
+    """Write `data` to `path` through `atomic_output`."""
+    with atomic_output(path, mode) as tmp:
+        tmp.write_bytes(data)
+
+
+def cache_dir(*parts: str) -> Path:
+    """A per-user cache directory for mewe (outside any repository), created on demand."""
+    base = os.environ.get("MEWE_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "mewe"
+    )
+    path = Path(base, *parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path

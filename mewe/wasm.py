@@ -1,0 +1,149 @@
+"""A minimal reader for wasm binaries: sections, imports, exports, and function bodies by name.
+
+Enough to check what a build produced (imports, the name section) and to compare the code
+of functions across modules, without another dependency.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mewe.errors import MeweError
+
+MAGIC = b"\0asm\x01\0\0\0"
+CUSTOM, TYPE, IMPORT, FUNCTION, TABLE, MEMORY, GLOBAL, EXPORT, START, ELEMENT, CODE, DATA = 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
+
+
+class _Reader:
+    def __init__(self, data: bytes, pos: int = 0, end: int | None = None):
+        self.data, self.pos, self.end = data, pos, len(data) if end is None else end
+
+    def byte(self) -> int:
+        if self.pos >= self.end:
+            raise MeweError("truncated wasm module")
+        b = self.data[self.pos]
+        self.pos += 1
+        return b
+
+    def u32(self) -> int:
+        result = shift = 0
+        while True:
+            b = self.byte()
+            result |= (b & 0x7F) << shift
+            if not b & 0x80:
+                return result
+            shift += 7
+
+    def bytes(self, n: int) -> bytes:
+        if self.pos + n > self.end:
+            raise MeweError("truncated wasm module")
+        out = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+    def name(self) -> str:
+        return self.bytes(self.u32()).decode("utf-8", "replace")
+
+
+@dataclass
+class WasmModule:
+    """The parts of a module mewe looks at."""
+
+    imports: list[tuple[str, str, int]] = field(default_factory=list)  # (module, name, kind)
+    exports: list[tuple[str, int, int]] = field(default_factory=list)  # (name, kind, index)
+    imported_functions: int = 0
+    bodies: list[bytes] = field(default_factory=list)  # code of defined functions, in index order
+    function_names: dict[int, str] = field(default_factory=dict)  # function index -> name
+    custom_sections: list[str] = field(default_factory=list)
+
+    def code_by_name(self) -> dict[str, bytes]:
+        """Body bytes of each defined function that has a name."""
+        out = {}
+        for i, body in enumerate(self.bodies):
+            name = self.function_names.get(self.imported_functions + i)
+            if name is not None:
+                out[name] = body
+        return out
+
+
+def _skip_limits(r: _Reader) -> None:
+    flags = r.byte()
+    r.u32()
+    if flags & 1:
+        r.u32()
+
+
+def _import(r: _Reader, mod: WasmModule) -> None:
+    module, name, kind = r.name(), r.name(), r.byte()
+    if kind == 0:
+        r.u32()
+        mod.imported_functions += 1
+    elif kind == 1:
+        r.byte()
+        _skip_limits(r)
+    elif kind == 2:
+        _skip_limits(r)
+    elif kind == 3:
+        r.byte(), r.byte()
+    else:
+        r.byte(), r.u32()  # tag
+    mod.imports.append((module, name, kind))
+
+
+def _names(r: _Reader, mod: WasmModule) -> None:
+    while r.pos < r.end:
+        sub, size = r.byte(), r.u32()
+        end = r.pos + size
+        if sub == 1:  # function names
+            for _ in range(r.u32()):
+                idx = r.u32()
+                mod.function_names[idx] = r.name()
+        r.pos = end
+
+
+def parse_wasm(data: bytes) -> WasmModule:
+    """Parse the sections mewe needs; raises MeweError on anything that is not a wasm module."""
+    if data[:8] != MAGIC:
+        raise MeweError("not a wasm module (bad magic or version)")
+    mod = WasmModule()
+    r = _Reader(data, 8)
+    while r.pos < r.end:
+        sid, size = r.byte(), r.u32()
+        end = r.pos + size
+        sec = _Reader(data, r.pos, end)
+        if sid == IMPORT:
+            for _ in range(sec.u32()):
+                _import(sec, mod)
+        elif sid == EXPORT:
+            for _ in range(sec.u32()):
+                mod.exports.append((sec.name(), sec.byte(), sec.u32()))
+        elif sid == CODE:
+            for _ in range(sec.u32()):
+                n = sec.u32()
+                mod.bodies.append(sec.bytes(n))
+        elif sid == CUSTOM:
+            name = sec.name()
+            mod.custom_sections.append(name)
+            if name == "name":
+                _names(sec, mod)
+        r.pos = end
+    return mod
+
+
+def strip_debug(data: bytes) -> bytes:
+    """`data` without DWARF custom sections (.debug_*); the name section and all code stay.
+
+    wasm-ld through zig can only strip everything, names included, so this is done here.
+    """
+    if data[:8] != MAGIC:
+        raise MeweError("not a wasm module (bad magic or version)")
+    out = bytearray(MAGIC)
+    r = _Reader(data, 8)
+    while r.pos < r.end:
+        start = r.pos
+        sid, size = r.byte(), r.u32()
+        end = r.pos + size
+        if sid != CUSTOM or not _Reader(data, r.pos, end).name().startswith(".debug"):
+            out += data[start:end]
+        r.pos = end
+    return bytes(out)

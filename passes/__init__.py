@@ -1,0 +1,1 @@
+"""Passes: turn a function into semantically equivalent variants by cloning and mutating its IR."""

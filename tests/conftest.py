@@ -1,0 +1,44 @@
+"""Shared fixtures: run the real `mewe` CLI and build the examples once per session."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: bytes
+    stderr: str
+
+
+def mewe(*args: str, stdin: bytes = b"", cwd: Path | None = None, env: dict | None = None) -> Result:
+    """Run `python -m mewe ARGS` as a user would, capturing everything."""
+    proc = subprocess.run([sys.executable, "-m", "mewe", *map(str, args)], input=stdin,
+                          capture_output=True, cwd=cwd, env=env, timeout=300)
+    return Result(proc.returncode, proc.stdout, proc.stderr.decode("utf-8", "replace"))
+
+
+@pytest.fixture(scope="session")
+def example_wasm(tmp_path_factory):
+    """Build examples/<name>.c once per session; returns its .wasm path."""
+    out_dir = tmp_path_factory.mktemp("examples")
+    built: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in built:
+            out = out_dir / f"{name}.wasm"
+            res = mewe("build", EXAMPLES / f"{name}.c", "-o", out)
+            assert res.returncode == 0, res.stderr
+            built[name] = out
+        return built[name]
+
+    return get

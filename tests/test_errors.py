@@ -1,0 +1,112 @@
+"""Bad input: one clear error line, a nonzero exit, and never a partial output file."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from conftest import EXAMPLES, mewe
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("mewe")]
+
+
+def test_missing_source(tmp_path):
+    res = mewe("build", tmp_path / "nope.c", "-o", tmp_path / "x.wasm")
+    assert res.returncode == 1
+    assert error_lines(res.stderr) == [f"mewe: error: {tmp_path / 'nope.c'}: no such file"]
+    assert not (tmp_path / "x.wasm").exists()
+
+
+def test_c_that_does_not_compile_shows_diagnostics(tmp_path):
+    (tmp_path / "bad.c").write_text("int main(void) { return undeclared_thing; }\n")
+    res = mewe("build", "bad.c", "-o", "bad.wasm", cwd=tmp_path)
+    assert res.returncode == 1
+    assert "undeclared_thing" in res.stderr and "error:" in res.stderr  # clang's diagnostic
+    assert res.stderr.rstrip().splitlines()[-1] == "mewe: error: bad.c: compilation failed"
+    assert os.listdir(tmp_path) == ["bad.c"]  # no output, no temp file
+
+
+def test_failed_build_keeps_previous_output(tmp_path):
+    (tmp_path / "bad.c").write_text("int main(void) { syntax error }\n")
+    (tmp_path / "out.wasm").write_bytes(b"previous")
+    assert mewe("build", "bad.c", "-o", "out.wasm", cwd=tmp_path).returncode == 1
+    assert (tmp_path / "out.wasm").read_bytes() == b"previous"
+
+
+def test_link_error_leaves_nothing(tmp_path):
+    (tmp_path / "m.c").write_text("int missing(void); int main(void) { return missing(); }\n")
+    res = mewe("build", "m.c", "-o", "m.wasm", cwd=tmp_path)
+    assert res.returncode == 1 and "missing" in res.stderr
+    assert res.stderr.rstrip().splitlines()[-1] == "mewe: error: linking failed"
+    assert sorted(os.listdir(tmp_path)) == ["m.c"]
+
+
+def test_unknown_option(tmp_path):
+    res = mewe("build", "--frobnicate", EXAMPLES / "hash.c")
+    assert res.returncode == 2
+    assert len(res.stderr.strip().splitlines()) == 1 and "--frobnicate" in res.stderr
+
+
+def test_unknown_input_type(tmp_path):
+    (tmp_path / "x.txt").write_text("hello")
+    res = mewe("build", "x.txt", cwd=tmp_path)
+    assert res.returncode == 1
+    assert error_lines(res.stderr) == ["mewe: error: x.txt: unsupported input type '.txt' (expected .c, .ll or .bc)"]
+
+
+def test_unwritable_output(tmp_path):
+    (tmp_path / "file").write_text("")
+    for target in (tmp_path / "no" / "such" / "dir" / "x.wasm", tmp_path / "file" / "x.wasm", tmp_path):
+        res = mewe("build", EXAMPLES / "hash.c", "-o", target)
+        assert res.returncode == 1, target
+        [line] = error_lines(res.stderr)
+        assert line.startswith(f"mewe: error: cannot write output '{target}'")
+    assert sorted(os.listdir(tmp_path)) == ["file"]
+
+
+def test_invalid_ir(tmp_path):
+    (tmp_path / "bad.ll").write_text("define i32 @f( {\n")
+    res = mewe("build", "bad.ll", cwd=tmp_path)
+    assert res.returncode == 1
+    [line] = error_lines(res.stderr)
+    assert line.startswith("mewe: error: bad.ll: invalid LLVM IR:")
+    (tmp_path / "garbage.bc").write_bytes(b"BC\xc0\xde" + b"\x00" * 40)
+    res = mewe("build", "garbage.bc", cwd=tmp_path)
+    assert res.returncode == 1 and "garbage.bc: invalid LLVM IR" in res.stderr
+
+
+def test_ir_for_another_target(tmp_path):
+    (tmp_path / "x86.ll").write_text('target triple = "x86_64-unknown-linux-gnu"\ndefine i32 @main() {\n  ret i32 0\n}\n')
+    res = mewe("build", "x86.ll", cwd=tmp_path)
+    assert res.returncode == 1
+    assert "target triple 'x86_64-unknown-linux-gnu' is not wasm32" in res.stderr
+
+
+def test_missing_compiler(tmp_path):
+    res = mewe("build", EXAMPLES / "hash.c", "-o", tmp_path / "x.wasm", "--cc", "no-such-clang-99")
+    assert res.returncode == 1
+    assert "C compiler 'no-such-clang-99' not found" in res.stderr
+
+
+def test_compiler_newer_than_llvmlite(tmp_path):
+    fake = tmp_path / "clang-99"
+    fake.write_text("#!/bin/sh\necho 'clang version 99.0.0'\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    env = {**os.environ, "MEWE_CC": str(fake)}
+    res = mewe("build", EXAMPLES / "hash.c", "-o", tmp_path / "x.wasm", env=env)
+    assert res.returncode == 1
+    [line] = error_lines(res.stderr)
+    assert "uses LLVM 99, newer than llvmlite's LLVM 22: install clang-22 and lld-22" in line
+
+
+def test_run_missing_and_invalid_module(tmp_path):
+    res = mewe("run", tmp_path / "none.wasm")
+    assert res.returncode == 1 and error_lines(res.stderr) == [f"mewe: error: {tmp_path / 'none.wasm'}: no such file"]
+    (tmp_path / "junk.wasm").write_bytes(b"not wasm at all")
+    res = mewe("run", tmp_path / "junk.wasm")
+    assert res.returncode == 1
+    [line] = error_lines(res.stderr)
+    assert "junk.wasm: not a valid wasm module" in line

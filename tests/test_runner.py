@@ -1,0 +1,78 @@
+"""`mewe run`: WASI stdio, argv, environment, preopened directories, exit codes and traps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import mewe
+
+PROGRAM = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+__attribute__((noinline)) int divide(int a, int b) { return a / b; }
+int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "args")) { for (int i = 1; i < argc; i++) printf("[%s]", argv[i]); puts(""); return 0; }
+    if (argc > 1 && !strcmp(argv[1], "env")) { const char *v = getenv("GREETING"); puts(v ? v : "(unset)"); return 0; }
+    if (argc > 1 && !strcmp(argv[1], "exit")) return atoi(argv[2]);
+    if (argc > 1 && !strcmp(argv[1], "trap")) return divide(argc * 7, argc - 2);
+    if (argc > 1 && !strcmp(argv[1], "cat")) {
+        FILE *f = fopen(argv[2], "r"); if (!f) { perror(argv[2]); return 1; }
+        int c; while ((c = fgetc(f)) != EOF) putchar(c); fclose(f); return 0;
+    }
+    if (argc > 1 && !strcmp(argv[1], "stderr")) { fputs("to stderr\n", stderr); return 0; }
+    int c; while ((c = getchar()) != EOF) putchar(c >= 'a' && c <= 'z' ? c - 32 : c);
+    return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def prog(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("runner")
+    (d / "prog.c").write_text(PROGRAM)
+    res = mewe("build", d / "prog.c", "-o", d / "prog.wasm", "-O1")
+    assert res.returncode == 0, res.stderr
+    return d / "prog.wasm"
+
+
+def test_stdin_to_stdout(prog):
+    assert mewe("run", prog, stdin=b"edge node\n").stdout == b"EDGE NODE\n"
+
+
+def test_argv_after_module_goes_to_the_module(prog):
+    res = mewe("run", prog, "args", "--env", "-x", "two words")
+    assert res.stdout == b"[args][--env][-x][two words]\n"
+
+
+def test_env(prog):
+    assert mewe("run", prog, "env").stdout == b"(unset)\n"
+    assert mewe("run", "--env", "GREETING=hello=world", prog, "env").stdout == b"hello=world\n"
+
+
+@pytest.mark.parametrize("code", ["0", "3", "42"])
+def test_exit_code_is_propagated(prog, code):
+    assert mewe("run", prog, "exit", code).returncode == int(code)
+
+
+def test_trap_is_one_clear_line(prog):
+    res = mewe("run", prog, "trap")
+    assert res.returncode == 134
+    lines = res.stderr.strip().splitlines()
+    assert lines == ["mewe: error: prog.wasm: wasm trap: integer division by zero in function 'divide'"]
+
+
+def test_preopened_dir(prog, tmp_path):
+    (tmp_path / "note.txt").write_text("from the host\n")
+    assert mewe("run", "--dir", f"{tmp_path}::/data", prog, "cat", "/data/note.txt").stdout == b"from the host\n"
+    denied = mewe("run", prog, "cat", "/data/note.txt")
+    assert denied.returncode == 1 and denied.stdout == b""
+    bad = mewe("run", "--dir", str(tmp_path / "missing"), prog)
+    assert bad.returncode == 1 and "is not a directory" in bad.stderr
+
+
+def test_stderr_is_passed_through(prog):
+    res = mewe("run", prog, "stderr")
+    assert res.returncode == 0 and res.stderr == "to stderr\n"
