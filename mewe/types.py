@@ -45,3 +45,57 @@ class BuildResult:
     output: Path
     size: int
     temps: tuple[Path, ...] = ()  # intermediate files kept with keep_temps
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One semantically equivalent body of a function, produced by passes.
+
+    `ir` is a complete `define ... { ... }` of the function in LLVM IR text, still under the
+    original function's name and valid in the original module's context (it may refer to the
+    module's globals, functions, types and metadata). The linker renames it.
+    """
+
+    function: str
+    ir: str = field(repr=False)
+    passes: tuple[str, ...] = ()  # the passes that made it, in the order applied
+
+
+@dataclass
+class FunctionReport:
+    """The manifest's entry for one defined function."""
+
+    name: str
+    status: str  # "dispatched", or "skipped" (see reason)
+    reason: str = ""
+    variants: int = 0  # bodies behind the dispatcher, the original included
+    dropped: int = 0  # variants dropped as identical to an earlier body
+    passes: list[list[str]] = field(default_factory=list)  # per body: the passes that made it
+    code_sizes: list[int] = field(default_factory=list)  # per body: wasm code bytes in the output
+
+
+@dataclass
+class Manifest:
+    """What a multivariant build did, written as JSON beside its output."""
+
+    output: str
+    variants_requested: int
+    seed: int
+    policy: str
+    dispatch: str  # "switch" or "table"
+    tail_calls: bool
+    trace: bool
+    functions: list[FunctionReport] = field(default_factory=list)
+
+    @property
+    def dispatched(self) -> list[FunctionReport]:
+        return [f for f in self.functions if f.status == "dispatched"]
+
+    def totals(self) -> dict[str, int]:
+        return {
+            "functions": len(self.functions),
+            "dispatched": len(self.dispatched),
+            "skipped": len(self.functions) - len(self.dispatched),
+            "bodies": sum(f.variants for f in self.dispatched),
+            "dropped": sum(f.dropped for f in self.functions),
+        }
