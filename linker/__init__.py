@@ -1,4 +1,5 @@
-"""Linker: merge IR modules, generate wasm32 code with llvmlite, link with wasm-ld and wasi-libc.
+"""Linker: merge IR modules and variants, inject a dispatcher per diversified function, generate
+wasm32 code with llvmlite, link with wasm-ld and wasi-libc.
 
 The output is a WASI command module that keeps its function names (name section) and
 imports only `wasi_snapshot_preview1`.
@@ -6,5 +7,6 @@ imports only `wasi_snapshot_preview1`.
 
 from .codegen import emit_object, wasm_ld
 from .merge import link_modules
+from .multivariant import body_name, link_variants
 
-__all__ = ["link_modules", "emit_object", "wasm_ld"]
+__all__ = ["link_modules", "link_variants", "body_name", "emit_object", "wasm_ld"]

@@ -8,6 +8,7 @@ from pathlib import Path
 import llvmlite.binding as llvm
 
 from mewe.errors import MeweError
+from mewe.llvmir import parse_module
 from mewe.toolchain import Toolchain
 from mewe.types import IRModule
 from mewe.wasm import strip_debug
@@ -25,10 +26,10 @@ def target_machine(triple: str, opt_level: str = "2", features: str = "") -> llv
     return target.create_target_machine(opt=CODEGEN_OPT[opt_level], reloc="static", codemodel="default", features=features)
 
 
-def emit_object(module: IRModule, opt_level: str = "2") -> bytes:
-    """Generate a wasm32 object file for `module`."""
-    mod = llvm.parse_bitcode(module.bitcode)
-    return target_machine(mod.triple, opt_level).emit_object(mod)
+def emit_object(module: IRModule, opt_level: str = "2", *, tail_calls: bool = False) -> bytes:
+    """Generate a wasm32 object file for `module`; `tail_calls` enables wasm's return_call."""
+    mod = parse_module(module.bitcode, verify=False)
+    return target_machine(mod.triple, opt_level, "+tail-call" if tail_calls else "").emit_object(mod)
 
 
 def wasm_ld(objects: list[Path], name: str, toolchain: Toolchain, *, extra: tuple[str, ...] = (), verbose: bool = False) -> bytes:

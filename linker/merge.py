@@ -5,6 +5,7 @@ from __future__ import annotations
 import llvmlite.binding as llvm
 
 from mewe.errors import MeweError
+from mewe.llvmir import llvm_error, parse_module
 from mewe.types import IRModule
 
 
@@ -15,13 +16,13 @@ def link_modules(modules: list[IRModule], name: str = "program") -> IRModule:
     if len(modules) == 1:
         return modules[0]
     first, *rest = modules
-    merged = llvm.parse_bitcode(first.bitcode)
+    context = llvm.create_context()
+    merged = parse_module(first.bitcode, context=context)
     for other in rest:
-        # link_in consumes the module it links, so each is parsed fresh here.
+        # link_in consumes the module it links, so each is parsed fresh (into the same context).
         try:
-            merged.link_in(llvm.parse_bitcode(other.bitcode))
+            merged.link_in(parse_module(other.bitcode, context=context))
         except RuntimeError as exc:
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else "link error"
-            raise MeweError(f"linking {other.name}: {msg}") from None
+            raise MeweError(f"linking {other.name}: {llvm_error(exc)}") from None
     merged.verify()
     return IRModule(name, merged.as_bitcode())

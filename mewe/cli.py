@@ -9,7 +9,7 @@ from typing import NoReturn, Sequence
 
 from mewe import __version__
 from mewe.errors import MeweError
-from mewe.types import OPT_LEVELS, CompileOptions
+from mewe.types import OPT_LEVELS, CompileOptions, MultivariantOptions, Policy
 
 
 class _Parser(argparse.ArgumentParser):
@@ -26,6 +26,17 @@ def _env_pair(text: str) -> tuple[str, str]:
     return key, value
 
 
+def _policy(text: str) -> Policy:
+    try:
+        return Policy.parse(text)
+    except MeweError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(n.strip() for n in text.split(",") if n.strip())
+
+
 def _cmd_build(args: argparse.Namespace) -> int:
     from mewe.pipeline import build
 
@@ -33,20 +44,44 @@ def _cmd_build(args: argparse.Namespace) -> int:
         include_dirs=tuple(args.include), defines=tuple(args.define), undefines=tuple(args.undefine),
         opt_level=args.opt,
     )
+    multivariant = MultivariantOptions(
+        variants=args.variants, seed=args.seed, passes=args.passes, stack=args.stack,
+        include=tuple(args.only), exclude=tuple(args.skip), policy=args.policy, dispatch=args.dispatch,
+        tail_calls=args.tail_calls, trace=args.trace, reseed=args.reseed,
+    )
     output = args.output or Path(args.sources[0]).with_suffix(".wasm").name
-    result = build(args.sources, output, options=options, cc=args.cc, keep_temps=args.keep_temps, verbose=args.verbose)
+    result = build(args.sources, output, options=options, multivariant=multivariant, cc=args.cc,
+                   keep_temps=args.keep_temps, verbose=args.verbose)
     if args.verbose:
         print(f"mewe: wrote {result.output} ({result.size} bytes)", file=sys.stderr)
+        if result.manifest:
+            totals = result.manifest.totals()
+            print(f"mewe: {totals['dispatched']} of {totals['functions']} functions dispatched over "
+                  f"{totals['bodies']} bodies; manifest {result.manifest_path}", file=sys.stderr)
         for temp in result.temps:
             print(f"mewe: kept {temp}", file=sys.stderr)
     return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    import json
+
+    from mewe.fsutil import atomic_output
     from mewe.runtime import run
 
     env = dict(pair for pair in args.env)
-    return run(args.module, args.args, env=env, dirs=args.dir)
+    policy = Policy("seeded", args.seed) if args.seed is not None else args.policy
+    if args.trace is None:
+        return run(args.module, args.args, env=env, dirs=args.dir, policy=policy)
+    trace: list[tuple[str, int]] = []
+    with atomic_output(args.trace) as tmp:
+        try:
+            status = run(args.module, args.args, env=env, dirs=args.dir, policy=policy, trace=trace)
+        finally:  # a trap still leaves the trace up to it
+            with open(tmp, "w") as fh:
+                for name, variant in trace:
+                    fh.write(json.dumps({"function": name, "variant": variant}) + "\n")
+    return status
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -64,6 +99,22 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("-U", dest="undefine", action="append", default=[], metavar="NAME", help="undefine a macro")
     b.add_argument("-O", dest="opt", default="2", choices=OPT_LEVELS, metavar="LEVEL",
                    help="optimization level: 0 1 2 3 s z (default 2)")
+    mv = b.add_argument_group("multivariant")
+    mv.add_argument("--variants", type=int, default=0, metavar="N",
+                    help="variants per function besides the original (default 0: a plain module)")
+    mv.add_argument("--seed", type=int, default=0, metavar="S", help="seed for the passes (default 0); same seed, same binary")
+    mv.add_argument("--passes", type=_names, metavar="A,B", help="pass pipeline per variant (default: random stacks; see 'mewe passes')")
+    mv.add_argument("--stack", type=int, default=2, metavar="K", help="passes stacked per variant in random mode (default 2)")
+    mv.add_argument("--only", action="append", default=[], metavar="PATTERN", help="diversify only functions matching (fnmatch)")
+    mv.add_argument("--skip", action="append", default=[], metavar="PATTERN", help="do not diversify functions matching")
+    mv.add_argument("--policy", type=_policy, default=Policy(), metavar="POLICY",
+                    help="discriminator: random (default), seeded:S, pinned:K or host")
+    mv.add_argument("--dispatch", choices=("switch", "table"), default="switch",
+                    help="dispatcher form: switch (br_table, default) or table (call_indirect)")
+    mv.add_argument("--no-tail-calls", dest="tail_calls", action="store_false",
+                    help="forward with call instead of wasm return_call")
+    mv.add_argument("--trace", action="store_true", help="record every dispatch (see 'mewe run --trace')")
+    mv.add_argument("--reseed", type=int, default=65536, metavar="N", help="draws between re-seeds from WASI random_get")
     b.add_argument("--cc", metavar="CLANG", help="C compiler: a clang with a WASI sysroot (default: $MEWE_CC, else ziglang)")
     b.add_argument("--keep-temps", action="store_true", help="keep the linked bitcode (.bc) and object (.o) beside the output")
     b.add_argument("-v", "--verbose", action="store_true", help="print the commands run")
@@ -73,6 +124,10 @@ def make_parser() -> argparse.ArgumentParser:
                        description="Run a WASI command module; its exit status becomes mewe's. A trap exits with 134.")
     r.add_argument("--env", action="append", default=[], type=_env_pair, metavar="NAME=VALUE", help="set an environment variable")
     r.add_argument("--dir", action="append", default=[], metavar="HOST[::GUEST]", help="preopen a host directory")
+    r.add_argument("--policy", type=_policy, metavar="POLICY",
+                   help="override the discriminator: random, seeded:S, pinned:K or host")
+    r.add_argument("--seed", type=int, metavar="S", help="same as --policy seeded:S")
+    r.add_argument("--trace", metavar="FILE", help="write the dispatch trace as JSON lines (module built with --trace)")
     r.add_argument("module", help="the .wasm module")
     r.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the module")
     r.set_defaults(func=_cmd_run)

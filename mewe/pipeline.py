@@ -1,21 +1,23 @@
-"""The build pipeline: frontends -> (passes) -> linker, one function per stage call.
+"""The build pipeline: frontends -> passes -> linker, one call per stage.
 
 `build` is what `mewe build` runs; researchers call it directly.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
-from mewe import frontends, linker
+from mewe import frontends, linker, runtime
 from mewe.errors import MeweError
 from mewe.fsutil import write_atomic
 from mewe.toolchain import Toolchain, find_toolchain
-from mewe.types import BuildResult, CompileOptions, IRModule
+from mewe.types import BuildResult, CompileOptions, FunctionReport, IRModule, Manifest, MultivariantOptions, Variant
+from mewe.wasm import DISPATCH_SECTION, add_custom_section, parse_wasm
 
 
 def _lower_all(sources: list[Path], options: CompileOptions, toolchain: Toolchain, verbose: bool) -> list[IRModule]:
@@ -32,22 +34,59 @@ def _lower_all(sources: list[Path], options: CompileOptions, toolchain: Toolchai
     return modules
 
 
+def manifest_path(output: Path) -> Path:
+    """Where a build's manifest goes: `service.wasm` -> `service.manifest.json`."""
+    return output.with_name(output.stem + ".manifest.json")
+
+
+def _diversify(program: IRModule, mv: MultivariantOptions, variants: Mapping[str, Sequence[Variant]] | None,
+               toolchain: Toolchain, verbose: bool) -> tuple[IRModule, list[FunctionReport]]:
+    if variants is None:
+        from mewe import passes
+
+        variants = passes.diversify(program, variants=mv.variants, seed=mv.seed, passes=mv.passes, stack=mv.stack,
+                                    include=mv.include, exclude=mv.exclude)
+    discriminator = frontends.compile_c(runtime.DISCRIMINATOR, CompileOptions(defines=runtime.discriminator_defines(mv)),
+                                        toolchain, verbose=verbose)
+    rt = frontends.load_ir("discriminator", discriminator, origin=str(runtime.DISCRIMINATOR))
+    return linker.link_variants(program, variants, rt, mv)
+
+
+def _record_code_sizes(wasm: bytes, reports: list[FunctionReport]) -> None:
+    code = parse_wasm(wasm).code_by_name()
+    for r in reports:
+        if r.status == "dispatched":
+            r.code_sizes = [len(code.get(linker.body_name(r.name, k), b"")) for k in range(r.variants)]
+
+
 def build(
     sources: Sequence[str | os.PathLike],
     output: str | os.PathLike,
     *,
     options: CompileOptions = CompileOptions(),
+    multivariant: MultivariantOptions = MultivariantOptions(),
+    variants: Mapping[str, Sequence[Variant]] | None = None,
     cc: str | None = None,
     keep_temps: bool = False,
     verbose: bool = False,
 ) -> BuildResult:
     """Compile `sources` (.c, .ll, .bc) into the WASI command module `output`.
 
-    The output is written atomically: on any error nothing is left at `output`.
-    With `keep_temps`, the linked bitcode and object are kept beside the output.
+    With `multivariant.variants > 0`, passes make that many variants of each function, the
+    linker puts a dispatcher in front of them and links the discriminator in, and a manifest
+    is written beside the output (`manifest_path`). `variants` (function name -> Variants)
+    replaces the passes with variants made elsewhere. Outputs are written atomically: on any
+    error nothing is left at `output`. With `keep_temps`, the final bitcode and object are
+    kept beside the output.
     """
     if not sources:
         raise MeweError("no input files")
+    if multivariant.variants < 0:
+        raise MeweError("--variants must be 0 or more")
+    if multivariant.dispatch not in ("switch", "table"):
+        raise MeweError(f"invalid dispatch form '{multivariant.dispatch}' (use switch or table)")
+    if multivariant.reseed < 1:
+        raise MeweError("--reseed must be at least 1")
     paths = [Path(s) for s in sources]
     for p in paths:  # report missing inputs before running any tool
         if not p.exists():
@@ -58,16 +97,32 @@ def build(
     modules = _lower_all(paths, options, toolchain, verbose)
     out = Path(output)
     program = linker.link_modules(modules)
-    obj = linker.emit_object(program, options.opt_level)
+    reports: list[FunctionReport] | None = None
+    if multivariant.variants > 0:
+        program, reports = _diversify(program, multivariant, variants, toolchain, verbose)
+    tail_calls = multivariant.variants > 0 and multivariant.tail_calls
+    obj = linker.emit_object(program, options.opt_level, tail_calls=tail_calls)
 
-    temps: list[Path] = []
     with tempfile.TemporaryDirectory(prefix="mewe-build-") as tmp:
         obj_path = Path(tmp) / "program.o"  # a fixed name: it is recorded in the output
         obj_path.write_bytes(obj)
-        write_atomic(out, linker.wasm_ld([obj_path], out.name, toolchain, verbose=verbose), 0o755)
-        if keep_temps:
-            for suffix, data in ((".bc", program.bitcode), (".o", obj)):
-                keep = out.with_suffix(suffix)
-                write_atomic(keep, data)
-                temps.append(keep)
-    return BuildResult(out, out.stat().st_size, tuple(temps))
+        wasm = linker.wasm_ld([obj_path], out.name, toolchain, verbose=verbose)
+
+    manifest = None
+    if reports is not None:
+        _record_code_sizes(wasm, reports)
+        manifest = Manifest(out.name, multivariant.variants, multivariant.seed, str(multivariant.policy),
+                            multivariant.dispatch, tail_calls, multivariant.trace, reports)
+        table = [[r.name, r.variants] for r in manifest.dispatched]
+        wasm = add_custom_section(wasm, DISPATCH_SECTION, json.dumps(table, separators=(",", ":")).encode())
+    write_atomic(out, wasm, 0o755)
+    if manifest is not None:
+        write_atomic(manifest_path(out), manifest.to_json().encode())
+
+    temps: list[Path] = []
+    if keep_temps:
+        for suffix, data in ((".bc", program.bitcode), (".o", obj)):
+            keep = out.with_suffix(suffix)
+            write_atomic(keep, data)
+            temps.append(keep)
+    return BuildResult(out, len(wasm), tuple(temps), manifest, manifest_path(out) if manifest else None)

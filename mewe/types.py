@@ -38,13 +38,6 @@ class IRModule:
     bitcode: bytes = field(repr=False)
 
 
-@dataclass(frozen=True)
-class BuildResult:
-    """What `mewe.build` produced."""
-
-    output: Path
-    size: int
-    temps: tuple[Path, ...] = ()  # intermediate files kept with keep_temps
 
 
 @dataclass(frozen=True)
@@ -91,6 +84,14 @@ class Manifest:
     def dispatched(self) -> list[FunctionReport]:
         return [f for f in self.functions if f.status == "dispatched"]
 
+    def to_json(self) -> str:
+        import dataclasses
+        import json
+
+        data = dataclasses.asdict(self)
+        data["totals"] = self.totals()
+        return json.dumps(data, indent=1) + "\n"
+
     def totals(self) -> dict[str, int]:
         return {
             "functions": len(self.functions),
@@ -99,3 +100,63 @@ class Manifest:
             "bodies": sum(f.variants for f in self.dispatched),
             "dropped": sum(f.dropped for f in self.functions),
         }
+
+
+POLICIES = ("random", "seeded", "pinned", "host")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How dispatchers draw a variant: `random` (default), `seeded:S`, `pinned:K`, `host`."""
+
+    kind: str = "random"
+    arg: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> "Policy":
+        from .errors import MeweError
+
+        kind, sep, arg = text.partition(":")
+        needs_arg = kind in ("seeded", "pinned")
+        if kind not in POLICIES or needs_arg != bool(sep) or (needs_arg and not arg.isdigit()):
+            raise MeweError(f"invalid policy '{text}' (use random, seeded:SEED, pinned:K or host)")
+        value = int(arg) if needs_arg else 0
+        if value >= 2**64:
+            raise MeweError(f"invalid policy '{text}': the number must be below 2**64")
+        return cls(kind, value)
+
+    @property
+    def code(self) -> int:
+        """The number the runtime's discriminator uses for this policy."""
+        return POLICIES.index(self.kind)
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.arg}" if self.kind in ("seeded", "pinned") else self.kind
+
+
+@dataclass(frozen=True)
+class MultivariantOptions:
+    """What makes a build multivariant. `variants=0` builds the plain module."""
+
+    variants: int = 0  # variants per function besides the original
+    seed: int = 0  # seeds the passes; the same seed gives the same binary
+    passes: tuple[str, ...] | None = None  # pipeline; None picks and stacks passes at random per variant
+    stack: int = 2  # passes stacked per variant when picking at random
+    include: tuple[str, ...] = ()  # function-name patterns to diversify (default: all)
+    exclude: tuple[str, ...] = ()
+    policy: Policy = Policy()  # the discriminator's default; the host may override it
+    dispatch: str = "switch"  # "switch" (br_table) or "table" (call_indirect)
+    tail_calls: bool = True  # dispatchers forward with wasm return_call
+    trace: bool = False  # record (function, variant) for every dispatch
+    reseed: int = 65536  # draws between re-seeds from WASI random_get
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What `mewe.build` produced."""
+
+    output: Path
+    size: int
+    temps: tuple[Path, ...] = ()  # intermediate files kept with keep_temps
+    manifest: Manifest | None = None  # multivariant builds only
+    manifest_path: Path | None = None

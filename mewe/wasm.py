@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from mewe.errors import MeweError
 
 MAGIC = b"\0asm\x01\0\0\0"
+# The custom section naming each dispatcher (by id) and its variant count, for hosts that trace.
+DISPATCH_SECTION = "mewe.dispatchers"
 CUSTOM, TYPE, IMPORT, FUNCTION, TABLE, MEMORY, GLOBAL, EXPORT, START, ELEMENT, CODE, DATA = 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
 
 
@@ -147,3 +149,33 @@ def strip_debug(data: bytes) -> bytes:
             out += data[start:end]
         r.pos = end
     return bytes(out)
+
+
+def _leb(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def add_custom_section(data: bytes, name: str, payload: bytes) -> bytes:
+    """`data` with a custom section `name` appended (custom sections may come last)."""
+    encoded = name.encode()
+    body = _leb(len(encoded)) + encoded + payload
+    return data + bytes([CUSTOM]) + _leb(len(body)) + body
+
+
+def custom_section(data: bytes, name: str) -> bytes | None:
+    """The payload of the first custom section called `name`, if any."""
+    r = _Reader(data, 8)
+    while r.pos < r.end:
+        sid, size = r.byte(), r.u32()
+        end = r.pos + size
+        if sid == CUSTOM:
+            sec = _Reader(data, r.pos, end)
+            if sec.name() == name:
+                return data[sec.pos:end]
+        r.pos = end
+    return None

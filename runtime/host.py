@@ -1,35 +1,55 @@
 """Run a WASI command module in wasmtime, the way a shell runs a program.
 
 stdin/stdout/stderr, argv, environment and preopened directories are the caller's; the
-module's exit status becomes the return value; a trap raises one clear MeweError.
+module's exit status becomes the return value; a trap raises one clear MeweError. For
+multivariant modules the host can override the discriminator's policy, supplies `mewe.rand`
+to modules built with the host policy, and collects the dispatch trace of traced builds.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import os
+import secrets
+import struct
 from pathlib import Path
 from typing import Iterable, Mapping
 
 import wasmtime
 
 from mewe.errors import MeweError
+from mewe.types import Policy
+from mewe.wasm import DISPATCH_SECTION, custom_section
 
 # What a shell reports for an aborted process; wasmtime's own CLI uses it for traps too.
 TRAP_EXIT_CODE = 134
 
 
+@functools.lru_cache(maxsize=1)
 def _engine() -> wasmtime.Engine:
     return wasmtime.Engine(wasmtime.Config())
 
 
-def load_module(engine: wasmtime.Engine, path: Path) -> wasmtime.Module:
-    if not path.is_file():
-        raise MeweError(f"{path}: no such file")
+@functools.lru_cache(maxsize=32)
+def _compile(engine: wasmtime.Engine, path: str, mtime_ns: int, size: int) -> tuple[wasmtime.Module, list]:
+    """A compiled module and its dispatcher table; cached so repeated runs compile once."""
+    data = Path(path).read_bytes()
     try:
-        return wasmtime.Module.from_file(engine, str(path))
+        module = wasmtime.Module(engine, data)
     except wasmtime.WasmtimeError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid module"
         raise MeweError(f"{path}: not a valid wasm module: {first}") from None
+    payload = custom_section(data, DISPATCH_SECTION)
+    return module, [tuple(entry) for entry in json.loads(payload)] if payload else []
+
+
+def load_module(engine: wasmtime.Engine, path: Path) -> tuple[wasmtime.Module, list[tuple[str, int]]]:
+    """The compiled module at `path` and its dispatchers: (function, variants) per dispatcher id."""
+    if not path.is_file():
+        raise MeweError(f"{path}: no such file")
+    st = path.stat()
+    return _compile(engine, str(path), st.st_mtime_ns, st.st_size)
 
 
 def _parse_dir(spec: str) -> tuple[str, str]:
@@ -58,15 +78,19 @@ def run(
     stdin: str | os.PathLike | None = None,
     stdout: str | os.PathLike | None = None,
     stderr: str | os.PathLike | None = None,
+    policy: Policy | str | None = None,
+    trace: list[tuple[str, int]] | None = None,
 ) -> int:
     """Run the WASI command `module` with `args`; return its exit status.
 
     `dirs` are preopens, `HOST` or `HOST::GUEST`. `stdin`/`stdout`/`stderr` name files to use
     instead of the caller's streams. A trap raises MeweError (exit code TRAP_EXIT_CODE).
+    `policy` overrides the discriminator's build-time policy (multivariant modules only).
+    `trace`, for modules built with tracing, receives one (function, variant) per dispatch.
     """
     path = Path(module)
     engine = _engine()
-    wasm = load_module(engine, path)
+    wasm, dispatchers = load_module(engine, path)
     config = wasmtime.WasiConfig()
     config.argv = [path.name, *args]
     config.env = [[k, v] for k, v in (env or {}).items()]
@@ -90,18 +114,56 @@ def run(
     store.set_wasi(config)
     linker = wasmtime.Linker(engine)
     linker.define_wasi()
+    _define_mewe_imports(linker, wasm, dispatchers, trace, path)
     try:
         instance = linker.instantiate(store, wasm)
     except wasmtime.WasmtimeError as exc:
         first = str(exc).strip().splitlines()[0]
         raise MeweError(f"{path}: cannot instantiate: {first}") from None
-    start = instance.exports(store).get("_start")
+    exports = instance.exports(store)
+    start = exports.get("_start")
     if not isinstance(start, wasmtime.Func):
         raise MeweError(f"{path}: not a WASI command (no '_start' export)")
+    if policy is not None:
+        _configure(store, exports, Policy.parse(policy) if isinstance(policy, str) else policy, path)
     try:
         start(store)
     except wasmtime.ExitTrap as exit_trap:
         return exit_trap.code
     except wasmtime.Trap as trap:
         raise MeweError(f"{path.name}: wasm trap: {describe_trap(trap)}", exit_code=TRAP_EXIT_CODE) from None
+    finally:
+        flush = exports.get("mewe_trace_flush")
+        if trace is not None and isinstance(flush, wasmtime.Func):
+            flush(store)  # hand over what the module buffered since its last batch
     return 0
+
+
+def _define_mewe_imports(linker: wasmtime.Linker, wasm: wasmtime.Module, dispatchers: list[tuple[str, int]],
+                         trace: list[tuple[str, int]] | None, path: Path) -> None:
+    wanted = {(imp.module, imp.name) for imp in wasm.imports}
+    i32 = wasmtime.ValType.i32()
+    if ("mewe", "rand") in wanted:
+        linker.define_func("mewe", "rand", wasmtime.FuncType([], [i32]), lambda: secrets.randbits(32) - (1 << 31))
+    if ("mewe", "trace") in wanted:
+        def record(caller: wasmtime.Caller, ptr: int, count: int) -> None:
+            if trace is None:
+                return
+            memory = caller.get("memory")
+            raw = memory.read(caller, ptr & 0xFFFFFFFF, (ptr & 0xFFFFFFFF) + 8 * count)
+            for fid, k in struct.iter_unpack("<II", bytes(raw)):
+                trace.append((dispatchers[fid][0] if fid < len(dispatchers) else f"#{fid}", k))
+
+        linker.define_func("mewe", "trace", wasmtime.FuncType([i32, i32], []), record, access_caller=True)
+    elif trace is not None:
+        raise MeweError(f"{path}: built without tracing (build it with --trace)")
+
+
+def _configure(store: wasmtime.Store, exports, policy: Policy, path: Path) -> None:
+    configure = exports.get("mewe_configure")
+    if not isinstance(configure, wasmtime.Func):
+        raise MeweError(f"{path}: has no dispatchers, so no policy to set (build it with --variants N)")
+    lo, hi = policy.arg & 0xFFFFFFFF, policy.arg >> 32
+    as_i32 = lambda v: v - (1 << 32) if v >= 1 << 31 else v  # noqa: E731
+    if configure(store, policy.code, as_i32(lo), as_i32(hi)) != 0:
+        raise MeweError(f"{path}: policy '{policy}' needs a module built with --policy {policy.kind}")

@@ -42,3 +42,29 @@ def example_wasm(tmp_path_factory):
         return built[name]
 
     return get
+
+
+def sink_variants(sources: list[Path], count: int, only: set[str] | None = None) -> dict:
+    """Variants for tests: exact clones of each function whose entry block also makes a
+    volatile store of its variant number to a stack slot -- the same results, different code."""
+    from mewe import frontends, linker
+    from mewe.linker.irtext import ModuleText
+    from mewe.llvmir import parse_module
+    from mewe.toolchain import find_toolchain
+    from mewe.types import CompileOptions, Variant
+
+    toolchain = find_toolchain()
+    modules = [frontends.load_source(s, CompileOptions(), toolchain) for s in sources]
+    text = ModuleText.parse(str(parse_module(linker.link_modules(modules).bitcode)))
+    variants = {}
+    for name in text.definitions:
+        if only is not None and name not in only:
+            continue
+        header, *body = text.function_text(name).split("\n")
+        at = 1 if body[0].endswith(":") else 0
+        variants[name] = [
+            Variant(name, "\n".join([header, *body[:at], "  %mewe.sink = alloca i32, align 4",
+                                     f"  store volatile i32 {k}, ptr %mewe.sink, align 4", *body[at:]]), ("sink",))
+            for k in range(1, count + 1)
+        ]
+    return variants

@@ -1,0 +1,293 @@
+"""The multivariant linker: every diversified function becomes a dispatcher over its variants.
+
+For a function `f` with variants, the original body becomes the internal `f.mewe.0`, each
+variant `f.mewe.K`, and `f` itself -- same name, signature, linkage and attributes -- a
+dispatcher that asks the runtime's discriminator for an index and forwards its arguments to
+that body. Because `f` keeps its name, every use of it (direct calls, function pointers in
+tables and initialisers, exports, aliases) reaches the dispatcher.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import llvmlite.binding as llvm
+
+from mewe.errors import MeweError
+from mewe.llvmir import llvm_error, parse_module
+from mewe.types import FunctionReport, IRModule, MultivariantOptions, Variant
+
+from .irtext import PLACEMENT, Definition, Header, ModuleText, Unsupported, abi_only, parse_header, quote_name, tokens
+
+CHOOSE = "__mewe_choose"
+CHOOSE_TRACED = "__mewe_choose_traced"
+# Function attributes a dispatcher must not keep: it writes the discriminator's state.
+MEMORY_ATTRS = re.compile(r"^(memory\(.*\)|readnone|readonly|writeonly|argmemonly|inaccessiblememonly|"
+                          r"inaccessiblemem_or_argmemonly|speculatable)$")
+FORWARD_BY_COPY = ("byval", "inalloca", "preallocated")  # wasm cannot tail-call with these
+
+
+def body_name(function: str, index: int) -> str:
+    return f"{function}.mewe.{index}"
+
+
+@dataclass
+class _Plan:
+    """A function to dispatch: its definition and its distinct bodies (the original first)."""
+
+    definition: Definition
+    bodies: list[tuple[Header, list[str], tuple[str, ...]]]  # header, body lines, passes
+    report: FunctionReport
+    dispatch_id: int = -1
+
+
+def _returns_twice(mt: ModuleText) -> set[str]:
+    """Functions declared or defined with returns_twice (setjmp and friends)."""
+    names = set()
+    for line in mt.lines:
+        if line.startswith(("declare ", "define ")):
+            m = re.search(r"(@[-\w$.\"]+)\(.*?(#\d+)", line)
+            if m and "returns_twice" in mt.attribute_groups.get(m.group(2), "").split():
+                names.add(m.group(1))
+    return names
+
+
+def _skip_reason(name: str, mt: ModuleText, twice: set[str]) -> str:
+    if name in mt.header_errors:
+        return mt.header_errors[name]
+    d = mt.definitions[name]
+    h = d.header
+    attrs = mt.attribute_groups.get(h.attr_group or "", "").split() + h.suffix
+    body = "\n".join(d.body(mt.lines))
+    if h.varargs:
+        return "varargs"
+    if "naked" in attrs:
+        return "naked"
+    if "returns_twice" in attrs:
+        return "returns_twice"
+    if "available_externally" in h.prefix:
+        return "available_externally"
+    if any(t in ("prefix", "prologue") for t in h.suffix):
+        return "prefix or prologue data"
+    if "musttail call" in body:
+        return "contains a musttail call"
+    if any(f"{callee}(" in body for callee in twice):
+        return "calls a returns_twice function (setjmp)"
+    if f"blockaddress({quote_name(name)}," in "\n".join(mt.lines):
+        return "its block addresses are taken"
+    return ""
+
+
+def _internal(header: Header) -> list[str]:
+    return ["internal", *(t for t in header.prefix if t not in PLACEMENT)]
+
+
+def _without_comdat(suffix: list[str]) -> list[str]:
+    return [t for t in suffix if not t.startswith("comdat")]
+
+
+def _dispatcher_attrs(header: Header, mt: ModuleText, tail_calls: bool) -> list[str]:
+    """The original's suffix with its attribute group inlined, minus memory-effect attributes."""
+    out = []
+    for tok in header.suffix:
+        if tok == header.attr_group:
+            for attr in tokens(mt.attribute_groups.get(tok, "")):
+                if not MEMORY_ATTRS.match(attr):
+                    out.append(_tail_call_feature(attr) if tail_calls else attr)
+        elif not MEMORY_ATTRS.match(tok):
+            out.append(tok)
+    return out
+
+
+def _tail_call_feature(attr: str) -> str:
+    return attr.replace("-tail-call", "+tail-call") if attr.startswith('"target-features"=') else attr
+
+
+def _forward_call(header: Header, callee: str, tail_calls: bool, result: str) -> list[str]:
+    """`musttail call` of `callee` with the dispatcher's own arguments, and the ret."""
+    by_copy = any(a.split("(")[0] in FORWARD_BY_COPY for p in header.params for a in p.attrs)
+    kind = "musttail call" if tail_calls and not by_copy else "tail call"
+    args = ", ".join(" ".join([p.type, *p.abi_attrs(), p.name]) for p in header.params)
+    ret_abi = " ".join(abi_only(header.ret_attrs))
+    pieces = [kind, header.cconv, ret_abi, header.function_type, f"{callee}({args})"]
+    call = " ".join(p for p in pieces if p)
+    if header.ret == "void":
+        return [f"  {call}", "  ret void"]
+    return [f"  {result} = {call}", f"  ret {header.ret} {result}"]
+
+
+def _dispatcher(plan: _Plan, mt: ModuleText, options: MultivariantOptions) -> tuple[list[str], list[str]]:
+    """The dispatcher's lines, and any module-level lines it needs (the table)."""
+    header = plan.definition.header
+    n = len(plan.bodies)
+    head = header.render(suffix=_dispatcher_attrs(header, mt, options.tail_calls))
+    if options.trace:
+        draw = f"  %mewe.k = call i32 @{CHOOSE_TRACED}(i32 {n}, i32 {plan.dispatch_id})"
+    else:
+        draw = f"  %mewe.k = call i32 @{CHOOSE}(i32 {n})"
+    lines = [head, "mewe.dispatch:", draw]
+    extra: list[str] = []
+    if options.dispatch == "table":
+        table = quote_name(f"{header.name}.mewe.table")
+        entries = ", ".join(f"ptr {quote_name(body_name(header.name, k))}" for k in range(n))
+        extra.append(f"{table} = internal unnamed_addr constant [{n} x ptr] [{entries}]")
+        lines += [f"  %mewe.slot = getelementptr inbounds [{n} x ptr], ptr {table}, i32 0, i32 %mewe.k",
+                  "  %mewe.target = load ptr, ptr %mewe.slot, align 4"]
+        lines += _forward_call(header, "%mewe.target", options.tail_calls, "%mewe.result")
+    else:
+        cases = [f"    i32 {k}, label %mewe.v{k}" for k in range(1, n)]
+        lines += [f"  switch i32 %mewe.k, label %mewe.v0 [", *cases, "  ]"]
+        for k in range(n):
+            lines.append(f"mewe.v{k}:")
+            lines += _forward_call(header, quote_name(body_name(header.name, k)), options.tail_calls, f"%mewe.r{k}")
+    lines.append("}")
+    return lines, extra
+
+
+def _plan(name: str, mt: ModuleText, variants: Sequence[Variant]) -> _Plan:
+    d = mt.definitions[name]
+    original_body = d.body(mt.lines)
+    bodies = [(d.header, original_body, ())]
+    seen = {_canonical(d.header, original_body)}
+    dropped = 0
+    for v in variants:
+        lines = v.ir.strip("\n").split("\n")
+        try:
+            header = parse_header(lines[0])
+        except Unsupported as why:
+            raise MeweError(f"variant of {name} from passes {','.join(v.passes)}: {why}") from None
+        if header.name != name or header.function_type != d.header.function_type:
+            raise MeweError(f"a variant given for {name} defines {header.name} with type {header.function_type}")
+        key = _canonical(header, lines[1:])
+        if key in seen:
+            dropped += 1
+            continue
+        seen.add(key)
+        bodies.append((header, lines[1:], tuple(v.passes)))
+    report = FunctionReport(name, "dispatched", variants=len(bodies), dropped=dropped,
+                            passes=[list(b[2]) for b in bodies])
+    return _Plan(d, bodies, report)
+
+
+def _canonical(header: Header, body: list[str]) -> str:
+    return header.render(name="mewe.canonical") + "\n" + "\n".join(line.rstrip() for line in body)
+
+
+def _rewrite(mt: ModuleText, plans: list[_Plan], options: MultivariantOptions) -> str:
+    """The module text with each planned function replaced by its bodies and dispatcher."""
+    replaced = {p.definition.start: p for p in plans}
+    out: list[str] = []
+    extra: list[str] = []
+    i = 0
+    while i < len(mt.lines):
+        plan = replaced.get(i)
+        if plan is None:
+            line = mt.lines[i]
+            if line.startswith("attributes #"):
+                line = _strip_memory_attrs(line, options.tail_calls)
+            out.append(line)
+            i += 1
+            continue
+        for k, (header, body, _) in enumerate(plan.bodies):
+            out.append(header.render(name=body_name(header.name, k), prefix=_internal(header),
+                                     suffix=_without_comdat(header.suffix)))
+            out += body
+            out.append("")
+        lines, module_lines = _dispatcher(plan, mt, options)
+        out += lines
+        extra += module_lines
+        i = plan.definition.end + 1
+    if plans:
+        out.append(f"declare i32 @{CHOOSE_TRACED}(i32, i32)" if options.trace else f"declare i32 @{CHOOSE}(i32)")
+    return "\n".join(out + extra) + "\n"
+
+
+def _strip_memory_attrs(line: str, tail_calls: bool) -> str:
+    """Callers may have been marked memory(none) because the callee was; now calls draw random numbers."""
+    key, _, rest = line.partition(" = { ")
+    attrs = tokens(rest.rstrip().removesuffix("}"))
+    kept = [(_tail_call_feature(a) if tail_calls else a) for a in attrs if not MEMORY_ATTRS.match(a)]
+    return f"{key} = {{ {' '.join(kept)} }}"
+
+
+def _parse(text: str, context: llvm.ContextRef | None = None) -> llvm.ModuleRef:
+    return parse_module(text, context=context)
+
+
+def link_variants(
+    program: IRModule,
+    variants: Mapping[str, Sequence[Variant]],
+    runtime: IRModule,
+    options: MultivariantOptions,
+) -> tuple[IRModule, list[FunctionReport]]:
+    """Merge `variants` into `program`, add a dispatcher per function, link the `runtime` in.
+
+    Returns the multivariant module and a report per defined function of `program`. A
+    function the linker cannot forward correctly is left as it was and reported as skipped.
+    """
+    mt = ModuleText.parse(str(parse_module(program.bitcode)))
+    twice = _returns_twice(mt)
+    names = list(mt.definitions) + [n for n in mt.header_errors if n not in mt.definitions]
+    reports: dict[str, FunctionReport] = {}
+    plans: list[_Plan] = []
+    for name in names:
+        reason = _skip_reason(name, mt, twice)
+        if not reason and not variants.get(name):
+            reason = "no variants"
+        if reason:
+            reports[name] = FunctionReport(name, "skipped", reason, variants=1)
+            continue
+        plan = _plan(name, mt, variants[name])
+        if len(plan.bodies) == 1:
+            reports[name] = FunctionReport(name, "skipped", "no distinct variants", variants=1, dropped=plan.report.dropped)
+            continue
+        plans.append(plan)
+        reports[name] = plan.report
+
+    context = llvm.create_context()
+    mod = _link_checked(mt, plans, options, reports, context)  # dispatcher ids follow `names`
+    mod.link_in(parse_module(runtime.bitcode, context=context))
+    _inline_discriminator(mod)
+    mod.verify()
+    return IRModule(program.name, mod.as_bitcode()), [reports[n] for n in names]
+
+
+def _link_checked(mt: ModuleText, plans: list[_Plan], options: MultivariantOptions,
+                  reports: dict[str, FunctionReport], context: llvm.ContextRef) -> llvm.ModuleRef:
+    """Parse the rewritten module; if it does not verify, find the functions at fault and skip them."""
+    def number(ps: list[_Plan]) -> None:
+        for i, p in enumerate(ps):
+            p.dispatch_id = i
+
+    number(plans)
+    try:
+        return _parse(_rewrite(mt, plans, options), context)
+    except RuntimeError:
+        pass
+    good = []
+    for plan in plans:  # one at a time: slow, but only when something is wrong
+        plan.dispatch_id = 0
+        try:
+            _parse(_rewrite(mt, [plan], options))
+            good.append(plan)
+        except RuntimeError as exc:
+            msg = llvm_error(exc)
+            reports[plan.report.name] = FunctionReport(plan.report.name, "skipped", f"rewrite failed: {msg}", variants=1)
+    number(good)
+    plans[:] = good
+    try:
+        return _parse(_rewrite(mt, good, options), context)
+    except RuntimeError as exc:
+        raise MeweError(f"multivariant module does not verify: {llvm_error(exc)}") from None
+
+
+def _inline_discriminator(mod: llvm.ModuleRef) -> None:
+    """Inline the discriminator's fast path (always_inline) into every dispatcher."""
+    from .codegen import target_machine
+
+    tm = target_machine(mod.triple, features="+tail-call")
+    pm = llvm.create_new_module_pass_manager()
+    pm.add_always_inliner_pass()
+    pm.run(mod, llvm.create_pass_builder(tm, llvm.create_pipeline_tuning_options()))

@@ -1,0 +1,46 @@
+"""Parsing LLVM IR with llvmlite, shared by every stage.
+
+Each parse gets a fresh LLVM context: named struct types live in a context, and a second
+module parsed into the same one would print `%struct.S` as `%struct.S.0`, so IR text taken
+from one parse would not fit another. llvmlite is not thread-safe: call from one thread.
+"""
+
+from __future__ import annotations
+
+import llvmlite.binding as llvm
+
+from mewe.errors import MeweError
+
+BITCODE_MAGIC = (b"BC\xc0\xde", b"\xde\xc0\x17\x0b")
+
+
+def llvm_error(exc: Exception) -> str:
+    """The line of an llvmlite error that says what is wrong, without its position prefix."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for line in lines:
+        if "error:" in line:
+            return line.split("error:", 1)[1].strip()
+    return lines[0] if lines else type(exc).__name__
+
+
+def parse_module(data: bytes | str, *, context: llvm.ContextRef | None = None, verify: bool = True) -> llvm.ModuleRef:
+    """Parse IR text or bitcode (told apart by the bitcode magic) into a fresh (or the given) context.
+
+    Raises RuntimeError from llvmlite on bad IR; callers turn it into a MeweError with their context.
+    """
+    ctx = context or llvm.create_context()
+    if isinstance(data, bytes) and data[:4] in BITCODE_MAGIC:
+        mod = llvm.parse_bitcode(data, context=ctx)
+    else:
+        mod = llvm.parse_assembly(data.decode("utf-8") if isinstance(data, bytes) else data, context=ctx)
+    if verify:
+        mod.verify()
+    return mod
+
+
+def parse_checked(data: bytes | str, origin: str) -> llvm.ModuleRef:
+    """`parse_module`, with bad IR reported as one MeweError line naming `origin`."""
+    try:
+        return parse_module(data)
+    except (RuntimeError, UnicodeDecodeError) as exc:
+        raise MeweError(f"{origin}: invalid LLVM IR: {llvm_error(exc)}") from None

@@ -1,0 +1,305 @@
+"""An editable LLVM IR function: blocks of instruction records, parsed from LLVM's printed text.
+
+llvmlite reads IR but cannot change it, so passes work on this small model and print it back.
+Values and blocks are named first (`name_values`): inserted or moved code then never disturbs
+LLVM's sequential numbering of unnamed values. Whatever the model does not understand is kept
+verbatim; only what passes rewrite (integer binops, icmp, select, br, phi) is structured.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import llvmlite.binding as llvm
+
+LOCAL = r'%(?:[-a-zA-Z$._0-9]+|"[^"]*")'
+_LOCAL_RE = re.compile(LOCAL)
+_RESULT_RE = re.compile(rf"({LOCAL}) = (.*)")
+_LABEL_RE = re.compile(r'([-a-zA-Z$._0-9]+|"[^"]*"):(?:\s|$)')
+_DEFINE_RE = re.compile(r'^define [^\n]*?@([-a-zA-Z$._0-9]+|"[^"]*")\(', re.M)
+_INT_TYPE_RE = re.compile(r"i(\d+)")
+
+BINOPS = frozenset("add sub mul udiv sdiv urem srem shl lshr ashr and or xor".split())
+COMMUTATIVE = frozenset("add mul and or xor".split())
+INT_FLAGS = frozenset("nuw nsw exact disjoint".split())
+FAST_MATH = frozenset("nnan ninf nsz arcp contract afn reassoc fast".split())
+PREDICATES = frozenset("eq ne ugt uge ult ule sgt sge slt sle".split())
+TERMINATORS = frozenset("br switch ret unreachable indirectbr invoke resume callbr catchswitch catchret cleanupret".split())
+
+
+def int_width(ty: str) -> int | None:
+    """The bit width of a scalar integer type (`i32` -> 32), else None."""
+    m = _INT_TYPE_RE.fullmatch(ty)
+    return int(m.group(1)) if m else None
+
+
+def split_top(text: str) -> list[str]:
+    """Split at commas outside brackets and quotes: `i32 %a, <2 x i8> <i8 1, i8 2>` -> 2 items."""
+    items, depth, start, quoted = [], 0, 0, False
+    for i, ch in enumerate(text):
+        if ch == '"':
+            quoted = not quoted
+        elif quoted:
+            continue
+        elif ch in "([{<":
+            depth += 1
+        elif ch in ")]}>":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            items.append(text[start:i].strip())
+            start = i + 1
+    items.append(text[start:].strip())
+    return items
+
+
+def take_type(text: str) -> tuple[str, str]:
+    """Split a leading type off `text`: `<4 x i32> %a, %b` -> (`<4 x i32>`, `%a, %b`)."""
+    if text[:1] in ("<", "{", "["):
+        depth = 0
+        for i, ch in enumerate(text):
+            depth += ch in "<{[("
+            depth -= ch in ">}])"
+            if depth == 0:
+                return text[: i + 1], text[i + 1 :].lstrip()
+        raise ValueError(text)
+    ty, _, rest = text.partition(" ")
+    if ty == "ptr" and rest.startswith("addrspace("):
+        space, _, rest = rest.partition(" ")
+        ty = f"{ty} {space}"
+    return ty, rest
+
+
+def _take_words(words: list[str], allowed: frozenset[str]) -> list[str]:
+    taken = []
+    while words and words[0] in allowed:
+        taken.append(words.pop(0))
+    return taken
+
+
+@dataclass(eq=False)
+class Instr:
+    """One instruction. Structured when `text` is None; otherwise `text` is kept verbatim.
+
+    Binops and icmp keep the operand type in `ty` and untyped operands in `args`; select and br
+    keep typed operands (`i1 %c`, `label %bb`) in `args`; phi keeps `ty` and flat
+    [value, label, value, label, ...] pairs. `meta` is trailing `, !name !N` text.
+    """
+
+    op: str
+    result: str | None = None
+    flags: list[str] = field(default_factory=list)  # nsw, nuw, exact, disjoint, samesign, fast-math
+    pred: str = ""  # icmp's predicate
+    ty: str = ""
+    args: list[str] = field(default_factory=list)
+    meta: str = ""
+    text: str | None = None  # everything after `%r = `, for instructions not modelled
+
+    @property
+    def is_terminator(self) -> bool:
+        return self.op in TERMINATORS
+
+    @property
+    def incoming(self) -> list[tuple[str, str]]:
+        """A phi's (value, label) pairs."""
+        return list(zip(self.args[::2], self.args[1::2]))
+
+    def copy(self) -> Instr:
+        return Instr(self.op, self.result, list(self.flags), self.pred, self.ty, list(self.args), self.meta, self.text)
+
+    def __str__(self) -> str:
+        head = f"  {self.result} = " if self.result else "  "
+        if self.text is not None:
+            return head + self.text
+        words = [self.op, *self.flags]
+        if self.pred:
+            words.append(self.pred)
+        if self.ty:
+            words.append(self.ty)
+        if self.op == "phi":
+            operands = ", ".join(f"[ {v}, {b} ]" for v, b in self.incoming)
+        else:
+            operands = ", ".join(self.args)
+        return f"{head}{' '.join(words)} {operands}{self.meta}"
+
+    @classmethod
+    def parse(cls, line: str) -> Instr:
+        body = line.strip()
+        result = None
+        m = _RESULT_RE.fullmatch(body)
+        if m:
+            result, body = m.groups()
+        op = body.split(" ", 1)[0]
+        try:
+            parsed = _parse_structured(op, body)
+        except (ValueError, IndexError):
+            parsed = None
+        if parsed is None:
+            return cls(op, result, text=body)
+        parsed.result = result
+        return parsed
+
+
+def _meta(items: list[str]) -> str:
+    if not all(i.startswith("!") for i in items):
+        raise ValueError(items)
+    return "".join(", " + i for i in items)
+
+
+def _parse_structured(op: str, body: str) -> Instr | None:
+    words = body.split(" ")[1:]
+    if op in BINOPS or op == "icmp":
+        flags = _take_words(words, INT_FLAGS | {"samesign"})
+        pred = ""
+        if op == "icmp":
+            pred = words.pop(0)
+            if pred not in PREDICATES:
+                return None
+        ty, rest = take_type(" ".join(words))
+        items = split_top(rest)
+        if len(items) < 2:
+            return None
+        return Instr(op, flags=flags, pred=pred, ty=ty, args=items[:2], meta=_meta(items[2:]))
+    if op == "select":
+        flags = _take_words(words, FAST_MATH)
+        items = split_top(" ".join(words))
+        return Instr(op, flags=flags, args=items[:3], meta=_meta(items[3:])) if len(items) >= 3 else None
+    if op == "br":
+        items = split_top(" ".join(words))
+        n = 1 if items[0].startswith("label ") else 3
+        targets = items[n - 1 : n] if n == 1 else items[1:3]
+        if len(items) < n or not all(t.startswith("label ") for t in targets):
+            return None
+        return Instr(op, args=items[:n], meta=_meta(items[n:]))
+    if op == "phi":
+        flags = _take_words(words, FAST_MATH)
+        ty, rest = take_type(" ".join(words))
+        items = split_top(rest)
+        pairs = [i for i in items if i.startswith("[")]
+        args = []
+        for pair in pairs:
+            if not pair.endswith("]"):
+                return None
+            value, label = split_top(pair[1:-1])
+            args += [value, label]
+        return Instr(op, flags=flags, ty=ty, args=args, meta=_meta(items[len(pairs) :]))
+    return None
+
+
+@dataclass(eq=False)
+class Block:
+    label: str  # without the '%'
+    instrs: list[Instr] = field(default_factory=list)
+
+    @property
+    def phi_count(self) -> int:
+        n = 0
+        while n < len(self.instrs) and self.instrs[n].op == "phi":
+            n += 1
+        return n
+
+    def copy(self) -> Block:
+        return Block(self.label, [i.copy() for i in self.instrs])
+
+
+@dataclass(eq=False)
+class Function:
+    """A function definition: its `define ... {` line, and its blocks (the entry first)."""
+
+    name: str  # as spelled after '@', quotes included
+    header: str
+    blocks: list[Block]
+    names: set[str] = field(default_factory=set)  # local names in use ('%x'), for `fresh`
+    counter: int = 0
+
+    def fresh(self, base: str = "mw") -> str:
+        """A local name (with '%') not yet used in this function."""
+        base = base.strip('%"')
+        while True:
+            self.counter += 1
+            name = f"%{base}.{self.counter}"
+            if name not in self.names:
+                self.names.add(name)
+                return name
+
+    def instructions(self):
+        for block in self.blocks:
+            yield from block.instrs
+
+    def use_counts(self) -> dict[str, int]:
+        """How often each local name is used as an operand (definitions not counted)."""
+        counts: dict[str, int] = {}
+        for ins in self.instructions():
+            text = str(ins)
+            if ins.result:
+                text = text.split(" = ", 1)[1]
+            for name in _LOCAL_RE.findall(text):
+                counts[name] = counts.get(name, 0) + 1
+        return counts
+
+    def copy(self) -> Function:
+        return Function(self.name, self.header, [b.copy() for b in self.blocks], set(self.names), self.counter)
+
+    def __str__(self) -> str:
+        lines = [self.header]
+        for i, block in enumerate(self.blocks):
+            if i:
+                lines.append("")
+            lines.append(f"{block.label}:")
+            lines.extend(str(ins) for ins in block.instrs)
+        lines.append("}")
+        return "\n".join(lines)
+
+    @classmethod
+    def parse(cls, text: str) -> Function:
+        """Parse one `define ... { ... }` as LLVM prints it, every block labelled."""
+        lines = text.strip("\n").split("\n")
+        header = lines[0]
+        m = _DEFINE_RE.match(header)
+        if not m or lines[-1] != "}" or not header.endswith("{"):
+            raise ValueError("not a function definition")
+        blocks: list[Block] = []
+        pending: list[str] = []  # a multi-line instruction (switch, indirectbr) being read
+        for line in lines[1:-1]:
+            if pending:
+                pending.append(line)
+                if line.strip().startswith("]"):
+                    blocks[-1].instrs.append(Instr.parse("\n".join(pending)))
+                    pending = []
+                continue
+            if not line.strip() or line.lstrip().startswith(";"):
+                continue
+            if not line.startswith(" "):
+                lm = _LABEL_RE.match(line)
+                if not lm:
+                    raise ValueError(f"unexpected line: {line}")
+                blocks.append(Block(lm.group(1)))
+                continue
+            if not blocks:
+                raise ValueError("the entry block has no label; run name_values first")
+            if line.rstrip().endswith("["):
+                pending = [line]
+                continue
+            blocks[-1].instrs.append(Instr.parse(line))
+        fn = cls(m.group(1), header, blocks)
+        fn.names = set(_LOCAL_RE.findall(text)) | {f"%{b.label}" for b in blocks}
+        return fn
+
+
+def name_values(mod: llvm.ModuleRef) -> None:
+    """Give every unnamed value and block of `mod` a name (LLVM's instnamer: %i7, %bb3, %arg)."""
+    llvm.initialize_all_targets()
+    llvm.initialize_all_asmprinters()
+    tm = llvm.Target.from_triple(mod.triple or llvm.get_default_triple()).create_target_machine()
+    pm = llvm.create_new_module_pass_manager()
+    pm.add_instruction_namer_pass()
+    pm.run(mod, llvm.create_pass_builder(tm, llvm.create_pipeline_tuning_options()))
+
+
+def function_spans(module_text: str) -> dict[str, tuple[int, int]]:
+    """Where each function definition lies in a module's text: name -> (start, end) offsets."""
+    spans = {}
+    for m in _DEFINE_RE.finditer(module_text):
+        end = module_text.index("\n}\n", m.start()) + 2
+        spans[m.group(1)] = (m.start(), end)
+    return spans

@@ -1,0 +1,137 @@
+/* mewe's discriminator: the random index every dispatcher asks for, linked into each
+ * multivariant module. A xoshiro128++ generator in linear memory, range-reduced by
+ * multiply-shift, seeded on first use from WASI random_get and re-seeded every
+ * MEWE_RESEED draws. The policy is fixed at build time (MEWE_POLICY) and can be changed by
+ * the host before it runs the module, through the exported mewe_configure. */
+#include <stdint.h>
+
+#define MEWE_RANDOM 0u
+#define MEWE_SEEDED 1u
+#define MEWE_PINNED 2u
+#define MEWE_HOST 3u
+
+#ifndef MEWE_POLICY
+#define MEWE_POLICY MEWE_RANDOM
+#endif
+#ifndef MEWE_POLICY_ARG
+#define MEWE_POLICY_ARG 0ull
+#endif
+#ifndef MEWE_RESEED
+#define MEWE_RESEED 65536u
+#endif
+
+__attribute__((import_module("wasi_snapshot_preview1"), import_name("random_get")))
+uint16_t mewe_wasi_random_get(uint8_t *buf, uint32_t len);
+
+#ifdef MEWE_HOST_RNG
+__attribute__((import_module("mewe"), import_name("rand"))) uint32_t mewe_host_rand(void);
+#endif
+
+static uint32_t state[4];
+static uint32_t policy = MEWE_POLICY;
+static uint64_t policy_arg = MEWE_POLICY_ARG;
+/* Draws left before the slow path. 0 sends every draw there: before seeding, when a
+ * re-seed is due, and always under the pinned and host policies. */
+static uint32_t budget;
+
+static inline uint32_t rotl(uint32_t x, int k) { return (x << k) | (x >> (32 - k)); }
+
+static inline uint32_t next(void) {
+    uint32_t result = rotl(state[0] + state[3], 7) + state[0];
+    uint32_t t = state[1] << 9;
+    state[2] ^= state[0];
+    state[3] ^= state[1];
+    state[1] ^= state[2];
+    state[0] ^= state[3];
+    state[2] ^= t;
+    state[3] = rotl(state[3], 11);
+    return result;
+}
+
+/* Lemire's multiply-shift: maps 32 random bits onto [0, n) without a division. */
+static inline uint32_t reduce(uint32_t r, uint32_t n) { return (uint32_t)(((uint64_t)r * n) >> 32); }
+
+static void seed_from(uint64_t seed) {
+    for (int i = 0; i < 4; i++) { /* splitmix64 steps spread any seed over the whole state */
+        uint64_t z = (seed += 0x9e3779b97f4a7c15ull);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        state[i] = (uint32_t)(z ^ (z >> 31));
+    }
+}
+
+static void seed_from_host(void) {
+    if (mewe_wasi_random_get((uint8_t *)state, sizeof state) != 0 ||
+        (state[0] | state[1] | state[2] | state[3]) == 0)
+        __builtin_trap(); /* no entropy: refuse to run predictably */
+}
+
+__attribute__((noinline)) static uint32_t choose_slow(uint32_t n) {
+    switch (policy) {
+    case MEWE_PINNED:
+        return (uint32_t)(policy_arg % n);
+#ifdef MEWE_HOST_RNG
+    case MEWE_HOST:
+        return reduce(mewe_host_rand(), n);
+#endif
+    case MEWE_SEEDED:
+        seed_from(policy_arg);
+        policy = MEWE_RANDOM; /* one fixed stream from here on, never re-seeded */
+        budget = UINT32_MAX;
+        break;
+    default:
+        seed_from_host();
+        budget = MEWE_RESEED;
+        break;
+    }
+    budget--;
+    return reduce(next(), n);
+}
+
+/* The dispatchers' entry: a variant index in [0, n). Inlined into every dispatcher. */
+__attribute__((always_inline)) uint32_t __mewe_choose(uint32_t n) {
+    if (__builtin_expect(budget == 0, 0))
+        return choose_slow(n);
+    budget--;
+    return reduce(next(), n);
+}
+
+/* Host control, before the module runs: 0 random, 1 seeded (seed = lo | hi << 32),
+ * 2 pinned (variant lo mod n), 3 host (only in modules built with the host policy).
+ * Returns 0, or -1 for a policy this module cannot follow. */
+__attribute__((export_name("mewe_configure"))) int32_t mewe_configure(uint32_t kind, uint32_t lo, uint32_t hi) {
+#ifndef MEWE_HOST_RNG
+    if (kind == MEWE_HOST)
+        return -1;
+#endif
+    if (kind > MEWE_HOST)
+        return -1;
+    policy = kind;
+    policy_arg = (uint64_t)lo | (uint64_t)hi << 32;
+    budget = 0;
+    return 0;
+}
+
+#ifdef MEWE_TRACE
+/* Tracing builds record (dispatcher id, variant) pairs and hand them to the host in batches. */
+#define TRACE_CAPACITY 2048u
+__attribute__((import_module("mewe"), import_name("trace"))) void mewe_host_trace(const uint32_t *pairs, uint32_t count);
+static uint32_t trace_buffer[2 * TRACE_CAPACITY];
+static uint32_t trace_count;
+
+__attribute__((export_name("mewe_trace_flush"))) void mewe_trace_flush(void) {
+    if (trace_count)
+        mewe_host_trace(trace_buffer, trace_count);
+    trace_count = 0;
+}
+
+__attribute__((always_inline)) uint32_t __mewe_choose_traced(uint32_t n, uint32_t id) {
+    uint32_t k = __mewe_choose(n);
+    if (trace_count == TRACE_CAPACITY)
+        mewe_trace_flush();
+    trace_buffer[2 * trace_count] = id;
+    trace_buffer[2 * trace_count + 1] = k;
+    trace_count++;
+    return k;
+}
+#endif

@@ -1,0 +1,213 @@
+"""The multivariant linker and runtime, through real builds and real wasmtime runs: dispatchers
+on every call (function pointers and entry points included), policies, tracing, skips, manifest."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+import mewe
+from conftest import EXAMPLES, mewe as cli, sink_variants
+from mewe.types import MultivariantOptions, Policy
+from mewe.wasm import DISPATCH_SECTION, custom_section, parse_wasm
+
+INTERP_INPUT = b"let x = 3*(4+5)\nprint x - 2\nprint fib(8)\nprint gcd(84, 36) % 5\n"
+INTERP_OUTPUT = b"25\n21\n2\n"
+
+
+def build_mv(tmp: Path, source: Path, name: str, count: int = 3, **options) -> mewe.BuildResult:
+    mv = MultivariantOptions(variants=count, **options)
+    return mewe.build([source], tmp / f"{name}.wasm", multivariant=mv, variants=sink_variants([source], count))
+
+
+def run(module: Path, tmp: Path, stdin: bytes = b"", args=(), **kw) -> tuple[int, bytes]:
+    (tmp / "in").write_bytes(stdin)
+    status = mewe.run(module, list(args), stdin=tmp / "in", stdout=tmp / "out", **kw)
+    return status, (tmp / "out").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def interp_traced(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("interp")
+    return build_mv(tmp, EXAMPLES / "interp.c", "interp", trace=True).output
+
+
+def test_random_traces_differ_and_output_is_right(interp_traced, tmp_path):
+    traces = set()
+    for _ in range(100):
+        trace: list = []
+        assert run(interp_traced, tmp_path, INTERP_INPUT, trace=trace) == (0, INTERP_OUTPUT)
+        traces.add(tuple(trace))
+    assert len(traces) >= 95
+
+
+def test_seeded_policy_repeats_its_trace(interp_traced, tmp_path):
+    def trace_of(policy):
+        trace: list = []
+        assert run(interp_traced, tmp_path, INTERP_INPUT, policy=policy, trace=trace) == (0, INTERP_OUTPUT)
+        return trace
+
+    first = trace_of("seeded:7")
+    assert first == trace_of("seeded:7") == trace_of(Policy("seeded", 7))
+    assert first != trace_of("seeded:8")
+
+
+def test_pinned_runs_every_variant_of_every_function(interp_traced, tmp_path):
+    manifest = json.loads((interp_traced.with_name("interp.manifest.json")).read_text())
+    dispatched = {f["name"]: f["variants"] for f in manifest["functions"] if f["status"] == "dispatched"}
+    seen = set()
+    for k in range(max(dispatched.values())):
+        trace: list = []
+        assert run(interp_traced, tmp_path, INTERP_INPUT, policy=f"pinned:{k}", trace=trace) == (0, INTERP_OUTPUT)
+        assert all(variant == k % dispatched[fn] for fn, variant in trace)
+        seen |= set(trace)
+    called = {fn for fn, _ in seen}
+    assert {(fn, k) for fn in called for k in range(dispatched[fn])} == seen
+    # Reached only through the ops[] function-pointer table, the builtin table, and from libc's _start.
+    assert {"op_add", "op_sub", "op_mul", "op_mod", "bi_fib", "bi_gcd"} <= called
+    assert "__main_void" in called or "main" in called or "__original_main" in called
+
+
+def test_callbacks_from_libc_are_dispatched(tmp_path):
+    module = build_mv(tmp_path, EXAMPLES / "sort.c", "sort", trace=True).output
+    trace: list = []
+    assert run(module, tmp_path, b"pear\napple\nfig\n", trace=trace) == (0, b"apple\nfig\npear\n")
+    called = {fn for fn, _ in trace}
+    assert any(fn.startswith("cmp") for fn in called), called  # comparators called by libc's qsort
+
+
+def test_trace_cli_writes_jsonl(interp_traced, tmp_path):
+    res = cli("run", "--seed", "3", "--trace", tmp_path / "t.jsonl", interp_traced, stdin=INTERP_INPUT)
+    assert (res.returncode, res.stdout) == (0, INTERP_OUTPUT)
+    records = [json.loads(line) for line in (tmp_path / "t.jsonl").read_text().splitlines()]
+    assert records and set(records[0]) == {"function", "variant"}
+    again = cli("run", "--policy", "seeded:3", "--trace", tmp_path / "u.jsonl", interp_traced, stdin=INTERP_INPUT)
+    assert again.returncode == 0 and (tmp_path / "u.jsonl").read_text() == (tmp_path / "t.jsonl").read_text()
+
+
+def test_manifest_and_dispatch_table(interp_traced):
+    data = interp_traced.read_bytes()
+    manifest = json.loads(interp_traced.with_name("interp.manifest.json").read_text())
+    table = json.loads(custom_section(data, DISPATCH_SECTION))
+    dispatched = [f for f in manifest["functions"] if f["status"] == "dispatched"]
+    assert [[f["name"], f["variants"]] for f in dispatched] == table
+    assert manifest["totals"]["dispatched"] == len(dispatched) == len(manifest["functions"]) >= 12
+    code = parse_wasm(data).code_by_name()
+    for f in dispatched:
+        assert f["variants"] == 4 and len(f["code_sizes"]) == 4 and all(size > 0 for size in f["code_sizes"])
+        assert [f"{f['name']}.mewe.{k}" in code for k in range(4)] == [True] * 4
+
+
+def test_identical_variants_are_dropped(tmp_path):
+    source = EXAMPLES / "hash.c"
+    variants = sink_variants([source], 2)
+    variants = {name: vs + [vs[0], vs[1]] for name, vs in variants.items()}  # duplicates
+    result = mewe.build([source], tmp_path / "h.wasm", multivariant=MultivariantOptions(variants=4), variants=variants)
+    for f in result.manifest.dispatched:
+        assert (f.variants, f.dropped) == (3, 2)
+
+
+@pytest.mark.parametrize("dispatch,tail_calls", [("switch", False), ("table", True), ("table", False)])
+def test_dispatch_forms(tmp_path, dispatch, tail_calls):
+    module = build_mv(tmp_path, EXAMPLES / "interp.c", "i", dispatch=dispatch, tail_calls=tail_calls).output
+    for k in range(4):
+        assert run(module, tmp_path, INTERP_INPUT, policy=f"pinned:{k}") == (0, INTERP_OUTPUT)
+
+
+def _padded_leb(n: int) -> bytes:
+    """A function index as wasm-ld leaves it in code: a 5-byte LEB128."""
+    return bytes([(n >> (7 * i)) & 0x7F | (0x80 if i < 4 else 0) for i in range(5)])
+
+
+def test_tail_calls_use_return_call(tmp_path):
+    on = parse_wasm(build_mv(tmp_path, EXAMPLES / "interp.c", "on").output.read_bytes())
+    off = parse_wasm(build_mv(tmp_path, EXAMPLES / "interp.c", "off", tail_calls=False).output.read_bytes())
+    for module, opcode_expected in ((on, True), (off, False)):
+        index = {name: i for i, name in module.function_names.items()}
+        body = module.code_by_name()["fib_rec"]
+        return_call = b"\x12" + _padded_leb(index["fib_rec.mewe.0"])
+        assert (return_call in body) is opcode_expected
+
+
+def test_plain_build_has_no_dispatchers(tmp_path):
+    result = mewe.build([EXAMPLES / "interp.c"], tmp_path / "plain.wasm")
+    module = parse_wasm(result.output.read_bytes())
+    assert result.manifest is None and not (tmp_path / "plain.manifest.json").exists()
+    assert not any(".mewe." in n for n in module.function_names.values())
+    assert "mewe_configure" not in {e[0] for e in module.exports}
+    assert custom_section(result.output.read_bytes(), DISPATCH_SECTION) is None
+    with pytest.raises(mewe.MeweError, match="has no dispatchers"):
+        mewe.run(result.output, policy="pinned:1")
+
+
+def test_imports_by_policy_and_tracing(tmp_path, interp_traced):
+    plain_mv = build_mv(tmp_path, EXAMPLES / "hash.c", "h")
+    assert {i[0] for i in parse_wasm(plain_mv.output.read_bytes()).imports} == {"wasi_snapshot_preview1"}
+    assert ("wasi_snapshot_preview1", "random_get", 0) in parse_wasm(plain_mv.output.read_bytes()).imports
+    assert ("mewe", "trace", 0) in parse_wasm(interp_traced.read_bytes()).imports
+    host = build_mv(tmp_path, EXAMPLES / "hash.c", "hh", policy=Policy("host"))
+    assert ("mewe", "rand", 0) in parse_wasm(host.output.read_bytes()).imports
+    status, out = run(host.output, tmp_path, args=["abc"])
+    assert status == 0 and out.startswith(b"ba7816bf")
+    with pytest.raises(mewe.MeweError, match="needs a module built with --policy host"):
+        run(plain_mv.output, tmp_path, args=["abc"], policy="host")
+    with pytest.raises(mewe.MeweError, match="built without tracing"):
+        run(plain_mv.output, tmp_path, args=["abc"], trace=[])
+
+
+UNSUPPORTED_C = r"""
+#include <stdarg.h>
+#include <stdio.h>
+int sum(int n, ...) { va_list ap; va_start(ap, n); int s = 0; for (int i = 0; i < n; i++) s += va_arg(ap, int); va_end(ap); return s; }
+__attribute__((noinline)) int twice(int x) { return 2 * x; }
+int main(void) { printf("%d %d\n", sum(3, 1, 2, 3), twice(21)); return 0; }
+"""
+
+MUSTTAIL_LL = """
+target datalayout = "e-m:e-p:32:32-p10:8:8-p20:8:8-i64:64-i128:128-n32:64-S128-ni:1:10:20"
+target triple = "wasm32-unknown-wasi"
+define hidden i32 @leaf(i32 %x) {
+  %y = add i32 %x, 1
+  ret i32 %y
+}
+define hidden i32 @forwarder(i32 %x) {
+  %r = musttail call i32 @leaf(i32 %x)
+  ret i32 %r
+}
+define hidden i32 @__main_argc_argv(i32 %argc, ptr %argv) {
+  %r = call i32 @forwarder(i32 41)
+  ret i32 %r
+}
+"""
+
+
+def test_unsupported_functions_are_skipped_with_a_reason(tmp_path):
+    (tmp_path / "u.c").write_text(UNSUPPORTED_C)
+    result = build_mv(tmp_path, tmp_path / "u.c", "u")
+    reports = {f.name: f for f in result.manifest.functions}
+    assert (reports["sum"].status, reports["sum"].reason) == ("skipped", "varargs")
+    assert reports["twice"].status == "dispatched"
+    assert run(result.output, tmp_path) == (0, b"6 42\n")
+
+    (tmp_path / "m.ll").write_text(MUSTTAIL_LL)
+    result = build_mv(tmp_path, tmp_path / "m.ll", "m")
+    reports = {f.name: f for f in result.manifest.functions}
+    assert (reports["forwarder"].status, reports["forwarder"].reason) == ("skipped", "contains a musttail call")
+    assert reports["leaf"].status == "dispatched"
+    assert run(result.output, tmp_path) == (42, b"")
+
+
+def test_discriminator_is_uniform(tmp_path):
+    """Chi-square over the variants picked for many calls of functions with 4 bodies."""
+    module = build_mv(tmp_path, EXAMPLES / "interp.c", "u", trace=True).output
+    trace: list = []
+    assert run(module, tmp_path, b"print fib(18)\n", trace=trace) == (0, b"2584\n")
+    counts = Counter(k for fn, k in trace if fn == "fib_rec")
+    total = sum(counts.values())
+    assert total > 4000
+    chi2 = sum((counts[k] - total / 4) ** 2 / (total / 4) for k in range(4))
+    assert chi2 < 16.27  # p = 0.001 for 3 degrees of freedom
