@@ -172,7 +172,9 @@ def _plan(name: str, mt: ModuleText, variants: Sequence[Variant]) -> _Plan:
 
 
 def _canonical(header: Header, body: list[str]) -> str:
-    return header.render(name="mewe.canonical") + "\n" + "\n".join(line.rstrip() for line in body)
+    """A body's text without comments and blank lines: variants equal in this are duplicates."""
+    lines = (re.sub(r"\s*;[^\"]*$", "", line).rstrip() for line in body)
+    return header.render(name="mewe.canonical") + "\n" + "\n".join(line for line in lines if line)
 
 
 def _rewrite(mt: ModuleText, plans: list[_Plan], options: MultivariantOptions) -> str:

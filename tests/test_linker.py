@@ -3,8 +3,8 @@ on every call (function pointers and entry points included), policies, tracing, 
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import math
 from collections import Counter
 from pathlib import Path
 
@@ -105,8 +105,13 @@ def test_manifest_and_dispatch_table(interp_traced):
 def test_identical_variants_are_dropped(tmp_path):
     source = EXAMPLES / "hash.c"
     variants = sink_variants([source], 2)
-    variants = {name: vs + [vs[0], vs[1]] for name, vs in variants.items()}  # duplicates
+    def commented(v):  # the same body with a comment and a blank line: still a duplicate
+        header, *body = v.ir.split("\n")
+        return dataclasses.replace(v, ir="\n".join([header, "; only a comment", "", *body]))
+
+    variants = {name: vs + [vs[0], commented(vs[1])] for name, vs in variants.items()}
     result = mewe.build([source], tmp_path / "h.wasm", multivariant=MultivariantOptions(variants=4), variants=variants)
+    assert result.manifest.dispatched
     for f in result.manifest.dispatched:
         assert (f.variants, f.dropped) == (3, 2)
 
