@@ -65,7 +65,7 @@ def measure(args: argparse.Namespace) -> dict:
         for label, source, argv, stdin in workloads(tmp):
             plain = mewe.build([source], tmp / f"{source.stem}.wasm").output
             mv_opts = MultivariantOptions(variants=args.variants, seed=args.seed, tail_calls=not args.no_tail_calls,
-                                          dispatch=args.dispatch)
+                                          dispatch=args.dispatch, hold=args.hold)
             multi = mewe.build([source], tmp / f"{source.stem}.mv.wasm", multivariant=mv_opts)
             totals = multi.manifest.totals()
             for module in (plain, multi.output):  # warm: compile once, page in
@@ -81,7 +81,7 @@ def measure(args: argparse.Namespace) -> dict:
             print(f"{label:14} plain {p * 1e3:8.1f} ms  multivariant {m * 1e3:8.1f} ms  {m / p:5.2f}x  "
                   f"({totals['dispatched']}/{totals['functions']} functions dispatched)", file=sys.stderr)
     geomean = math.exp(statistics.fmean(math.log(r["ratio"]) for r in results))
-    return {"variants": args.variants, "dispatch": args.dispatch, "tail_calls": not args.no_tail_calls,
+    return {"variants": args.variants, "hold": args.hold, "dispatch": args.dispatch, "tail_calls": not args.no_tail_calls,
             "runs": args.runs, "programs": results, "geomean_ratio": geomean}
 
 
@@ -92,6 +92,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--dispatch", choices=("switch", "table"), default="switch")
     parser.add_argument("--no-tail-calls", action="store_true")
+    parser.add_argument("--hold", type=int, default=1, help="sticky dispatch: calls per draw (default 1)")
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args()
     report = measure(args)

@@ -23,6 +23,7 @@ from .irtext import PLACEMENT, Definition, Header, ModuleText, Unsupported, abi_
 
 CHOOSE = "__mewe_choose"
 CHOOSE_TRACED = "__mewe_choose_traced"
+HOLD = "__mewe_hold"
 # Function attributes a dispatcher must not keep: it writes the discriminator's state.
 MEMORY_ATTRS = re.compile(r"^(memory\(.*\)|readnone|readonly|writeonly|argmemonly|inaccessiblememonly|"
                           r"inaccessiblemem_or_argmemonly|speculatable)$")
@@ -124,11 +125,14 @@ def _dispatcher(plan: _Plan, mt: ModuleText, options: MultivariantOptions) -> tu
     n = len(plan.bodies)
     head = header.render(suffix=_dispatcher_attrs(header, mt, options.tail_calls))
     if options.trace:
-        draw = f"  %mewe.k = call i32 @{CHOOSE_TRACED}(i32 {n}, i32 {plan.dispatch_id})"
+        draw = f"call i32 @{CHOOSE_TRACED}(i32 {n}, i32 {plan.dispatch_id})"
     else:
-        draw = f"  %mewe.k = call i32 @{CHOOSE}(i32 {n})"
-    lines = [head, "mewe.dispatch:", draw]
+        draw = f"call i32 @{CHOOSE}(i32 {n})"
     extra: list[str] = []
+    if options.hold > 1:
+        lines = [head, *_sticky_draw(header.name, draw, options.hold, extra)]
+    else:
+        lines = [head, "mewe.dispatch:", f"  %mewe.k = {draw}"]
     if options.dispatch == "table":
         table = quote_name(f"{header.name}.mewe.table")
         entries = ", ".join(f"ptr {quote_name(body_name(header.name, k))}" for k in range(n))
@@ -144,6 +148,31 @@ def _dispatcher(plan: _Plan, mt: ModuleText, options: MultivariantOptions) -> tu
             lines += _forward_call(header, quote_name(body_name(header.name, k)), options.tail_calls, f"%mewe.r{k}")
     lines.append("}")
     return lines, extra
+
+
+def _sticky_draw(name: str, draw: str, hold: int, extra: list[str]) -> list[str]:
+    """Keep the last drawn index for a random run of calls: a predictable branch most of the time."""
+    held, left = quote_name(f"{name}.mewe.held"), quote_name(f"{name}.mewe.left")
+    extra += [f"{held} = internal global i32 0, align 4", f"{left} = internal global i32 0, align 4"]
+    return [
+        "mewe.dispatch:",
+        f"  %mewe.left = load i32, ptr {left}, align 4",
+        "  %mewe.again = icmp eq i32 %mewe.left, 0",
+        "  br i1 %mewe.again, label %mewe.draw, label %mewe.keep",
+        "mewe.draw:",
+        f"  %mewe.drawn = {draw}",
+        f"  store i32 %mewe.drawn, ptr {held}, align 4",
+        f"  %mewe.hold = call i32 @{HOLD}(i32 {hold})",
+        f"  store i32 %mewe.hold, ptr {left}, align 4",
+        "  br label %mewe.pick",
+        "mewe.keep:",
+        "  %mewe.fewer = sub i32 %mewe.left, 1",
+        f"  store i32 %mewe.fewer, ptr {left}, align 4",
+        f"  %mewe.kept = load i32, ptr {held}, align 4",
+        "  br label %mewe.pick",
+        "mewe.pick:",
+        "  %mewe.k = phi i32 [ %mewe.drawn, %mewe.draw ], [ %mewe.kept, %mewe.keep ]",
+    ]
 
 
 def _plan(name: str, mt: ModuleText, variants: Sequence[Variant]) -> _Plan:
@@ -203,6 +232,8 @@ def _rewrite(mt: ModuleText, plans: list[_Plan], options: MultivariantOptions) -
         i = plan.definition.end + 1
     if plans:
         out.append(f"declare i32 @{CHOOSE_TRACED}(i32, i32)" if options.trace else f"declare i32 @{CHOOSE}(i32)")
+        if options.hold > 1:
+            out.append(f"declare i32 @{HOLD}(i32)")
     return "\n".join(out + extra) + "\n"
 
 

@@ -47,7 +47,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     multivariant = MultivariantOptions(
         variants=args.variants, seed=args.seed, passes=args.passes, stack=args.stack,
         include=tuple(args.only), exclude=tuple(args.skip), policy=args.policy, dispatch=args.dispatch,
-        tail_calls=args.tail_calls, trace=args.trace, reseed=args.reseed,
+        tail_calls=args.tail_calls, trace=args.trace, reseed=args.reseed, hold=args.hold,
     )
     output = args.output or Path(args.sources[0]).with_suffix(".wasm").name
     result = build(args.sources, output, options=options, multivariant=multivariant, cc=args.cc,
@@ -114,6 +114,8 @@ def make_parser() -> argparse.ArgumentParser:
     mv.add_argument("--no-tail-calls", dest="tail_calls", action="store_false",
                     help="forward with call instead of wasm return_call")
     mv.add_argument("--trace", action="store_true", help="record every dispatch (see 'mewe run --trace')")
+    mv.add_argument("--hold", type=int, default=1, metavar="K",
+                    help="keep a drawn variant for about K calls of its function (default 1: a fresh draw every call)")
     mv.add_argument("--reseed", type=int, default=65536, metavar="N", help="draws between re-seeds from WASI random_get")
     b.add_argument("--cc", metavar="CLANG", help="C compiler: a clang with a WASI sysroot (default: $MEWE_CC, else ziglang)")
     b.add_argument("--keep-temps", action="store_true", help="keep the linked bitcode (.bc) and object (.o) beside the output")

@@ -87,6 +87,8 @@ def build(
         raise MeweError(f"invalid dispatch form '{multivariant.dispatch}' (use switch or table)")
     if multivariant.reseed < 1:
         raise MeweError("--reseed must be at least 1")
+    if not 1 <= multivariant.hold <= 1 << 30:
+        raise MeweError("--hold must be between 1 and 2**30")
     paths = [Path(s) for s in sources]
     for p in paths:  # report missing inputs before running any tool
         if not p.exists():

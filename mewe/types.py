@@ -148,6 +148,7 @@ class MultivariantOptions:
     dispatch: str = "switch"  # "switch" (br_table) or "table" (call_indirect)
     tail_calls: bool = True  # dispatchers forward with wasm return_call
     trace: bool = False  # record (function, variant) for every dispatch
+    hold: int = 1  # calls a drawn variant is kept for, on average (1: a fresh draw on every call)
     reseed: int = 65536  # draws between re-seeds from WASI random_get
 
 

@@ -96,6 +96,10 @@ __attribute__((always_inline)) uint32_t __mewe_choose(uint32_t n) {
     return reduce(next(), n);
 }
 
+/* Sticky dispatchers (--hold K) keep a drawn variant for this many more calls: uniform in
+ * [0, 2K-2], so about K calls per draw on average. */
+__attribute__((noinline)) uint32_t __mewe_hold(uint32_t k) { return __mewe_choose(2 * k - 1); }
+
 /* Host control, before the module runs: 0 random, 1 seeded (seed = lo | hi << 32),
  * 2 pinned (variant lo mod n), 3 host (only in modules built with the host policy).
  * Returns 0, or -1 for a policy this module cannot follow. */
