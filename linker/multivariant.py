@@ -22,7 +22,7 @@ from mewe.types import FunctionReport, IRModule, MultivariantOptions, Variant
 from .irtext import PLACEMENT, Definition, Header, ModuleText, Unsupported, abi_only, parse_header, quote_name, tokens
 
 CHOOSE = "__mewe_choose"
-CHOOSE_TRACED = "__mewe_choose_traced"
+TRACE = "__mewe_trace"
 HOLD = "__mewe_hold"
 # Function attributes a dispatcher must not keep: it writes the discriminator's state.
 MEMORY_ATTRS = re.compile(r"^(memory\(.*\)|readnone|readonly|writeonly|argmemonly|inaccessiblememonly|"
@@ -124,15 +124,14 @@ def _dispatcher(plan: _Plan, mt: ModuleText, options: MultivariantOptions) -> tu
     header = plan.definition.header
     n = len(plan.bodies)
     head = header.render(suffix=_dispatcher_attrs(header, mt, options.tail_calls))
-    if options.trace:
-        draw = f"call i32 @{CHOOSE_TRACED}(i32 {n}, i32 {plan.dispatch_id})"
-    else:
-        draw = f"call i32 @{CHOOSE}(i32 {n})"
+    draw = f"call i32 @{CHOOSE}(i32 {n})"
     extra: list[str] = []
     if options.hold > 1:
         lines = [head, *_sticky_draw(header.name, draw, options.hold, extra)]
     else:
         lines = [head, "mewe.dispatch:", f"  %mewe.k = {draw}"]
+    if options.trace:
+        lines.append(f"  call void @{TRACE}(i32 {plan.dispatch_id}, i32 %mewe.k)")
     if options.dispatch == "table":
         table = quote_name(f"{header.name}.mewe.table")
         entries = ", ".join(f"ptr {quote_name(body_name(header.name, k))}" for k in range(n))
@@ -231,7 +230,9 @@ def _rewrite(mt: ModuleText, plans: list[_Plan], options: MultivariantOptions) -
         extra += module_lines
         i = plan.definition.end + 1
     if plans:
-        out.append(f"declare i32 @{CHOOSE_TRACED}(i32, i32)" if options.trace else f"declare i32 @{CHOOSE}(i32)")
+        out.append(f"declare i32 @{CHOOSE}(i32)")
+        if options.trace:
+            out.append(f"declare void @{TRACE}(i32, i32)")
         if options.hold > 1:
             out.append(f"declare i32 @{HOLD}(i32)")
     return "\n".join(out + extra) + "\n"

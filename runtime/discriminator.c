@@ -129,13 +129,12 @@ __attribute__((export_name("mewe_trace_flush"))) void mewe_trace_flush(void) {
     trace_count = 0;
 }
 
-__attribute__((always_inline)) uint32_t __mewe_choose_traced(uint32_t n, uint32_t id) {
-    uint32_t k = __mewe_choose(n);
+/* Called by every dispatcher of a traced build with its id and the variant it takes. */
+__attribute__((always_inline)) void __mewe_trace(uint32_t id, uint32_t k) {
     if (trace_count == TRACE_CAPACITY)
         mewe_trace_flush();
     trace_buffer[2 * trace_count] = id;
     trace_buffer[2 * trace_count + 1] = k;
     trace_count++;
-    return k;
 }
 #endif
