@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import NoReturn, Sequence
@@ -44,11 +45,15 @@ def _cmd_build(args: argparse.Namespace) -> int:
         include_dirs=tuple(args.include), defines=tuple(args.define), undefines=tuple(args.undefine),
         opt_level=args.opt,
     )
-    multivariant = MultivariantOptions(
-        variants=args.variants, seed=args.seed, passes=args.passes, stack=args.stack,
-        include=tuple(args.only), exclude=tuple(args.skip), policy=args.policy, dispatch=args.dispatch,
-        tail_calls=args.tail_calls, trace=args.trace, reseed=args.reseed, hold=args.hold,
-    )
+    from mewe.config import apply_settings, find_settings
+
+    origin, settings = find_settings()
+    multivariant = apply_settings(MultivariantOptions(), settings, origin) if settings else MultivariantOptions()
+    flags = {"variants": args.variants, "seed": args.seed, "passes": args.passes, "stack": args.stack,
+             "include": tuple(args.only) or None, "exclude": tuple(args.skip) or None, "policy": args.policy,
+             "dispatch": args.dispatch, "tail_calls": args.tail_calls, "trace": args.trace, "reseed": args.reseed,
+             "hold": args.hold}
+    multivariant = dataclasses.replace(multivariant, **{k: v for k, v in flags.items() if v is not None})
     output = args.output or Path(args.sources[0]).with_suffix(".wasm").name
     result = build(args.sources, output, options=options, multivariant=multivariant, cc=args.cc,
                    keep_temps=args.keep_temps, verbose=args.verbose)
@@ -99,24 +104,24 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("-U", dest="undefine", action="append", default=[], metavar="NAME", help="undefine a macro")
     b.add_argument("-O", dest="opt", default="2", choices=OPT_LEVELS, metavar="LEVEL",
                    help="optimization level: 0 1 2 3 s z (default 2)")
-    mv = b.add_argument_group("multivariant")
-    mv.add_argument("--variants", type=int, default=0, metavar="N",
+    mv = b.add_argument_group("multivariant", "defaults come from mewe.toml or [tool.mewe] in pyproject.toml, if present")
+    mv.add_argument("--variants", type=int, metavar="N",
                     help="variants per function besides the original (default 0: a plain module)")
-    mv.add_argument("--seed", type=int, default=0, metavar="S", help="seed for the passes (default 0); same seed, same binary")
+    mv.add_argument("--seed", type=int, metavar="S", help="seed for the passes (default 0); same seed, same binary")
     mv.add_argument("--passes", type=_names, metavar="A,B", help="pass pipeline per variant (default: random stacks; see 'mewe passes')")
-    mv.add_argument("--stack", type=int, default=2, metavar="K", help="passes stacked per variant in random mode (default 2)")
+    mv.add_argument("--stack", type=int, metavar="K", help="passes stacked per variant in random mode (default 2)")
     mv.add_argument("--only", action="append", default=[], metavar="PATTERN", help="diversify only functions matching (fnmatch)")
     mv.add_argument("--skip", action="append", default=[], metavar="PATTERN", help="do not diversify functions matching")
-    mv.add_argument("--policy", type=_policy, default=Policy(), metavar="POLICY",
+    mv.add_argument("--policy", type=_policy, metavar="POLICY",
                     help="discriminator: random (default), seeded:S, pinned:K or host")
-    mv.add_argument("--dispatch", choices=("switch", "table"), default="switch",
+    mv.add_argument("--dispatch", choices=("switch", "table"),
                     help="dispatcher form: switch (br_table, default) or table (call_indirect)")
-    mv.add_argument("--no-tail-calls", dest="tail_calls", action="store_false",
+    mv.add_argument("--no-tail-calls", dest="tail_calls", action="store_false", default=None,
                     help="forward with call instead of wasm return_call")
-    mv.add_argument("--trace", action="store_true", help="record every dispatch (see 'mewe run --trace')")
-    mv.add_argument("--hold", type=int, default=1, metavar="K",
+    mv.add_argument("--trace", action="store_true", default=None, help="record every dispatch (see 'mewe run --trace')")
+    mv.add_argument("--hold", type=int, metavar="K",
                     help="keep a drawn variant for about K calls of its function (default 1: a fresh draw every call)")
-    mv.add_argument("--reseed", type=int, default=65536, metavar="N", help="draws between re-seeds from WASI random_get")
+    mv.add_argument("--reseed", type=int, metavar="N", help="draws between re-seeds from WASI random_get")
     b.add_argument("--cc", metavar="CLANG", help="C compiler: a clang with a WASI sysroot (default: $MEWE_CC, else ziglang)")
     b.add_argument("--keep-temps", action="store_true", help="keep the linked bitcode (.bc) and object (.o) beside the output")
     b.add_argument("-v", "--verbose", action="store_true", help="print the commands run")

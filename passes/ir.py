@@ -214,7 +214,7 @@ class Function:
 
     def fresh(self, base: str = "mw") -> str:
         """A local name (with '%') not yet used in this function."""
-        base = base.strip('%"')
+        base = re.sub(r"[^-a-zA-Z$._0-9]", "_", base.strip('%"')) or "mw"
         while True:
             self.counter += 1
             name = f"%{base}.{self.counter}"
@@ -253,7 +253,8 @@ class Function:
     @classmethod
     def parse(cls, text: str) -> Function:
         """Parse one `define ... { ... }` as LLVM prints it, every block labelled."""
-        lines = text.strip("\n").split("\n")
+        lines = _name_numbered(text.strip("\n").split("\n"))
+        text = "\n".join(lines)
         header = lines[0]
         m = _DEFINE_RE.match(header)
         if not m or lines[-1] != "}" or not header.endswith("{"):
@@ -284,6 +285,39 @@ class Function:
         fn = cls(m.group(1), header, blocks)
         fn.names = set(_LOCAL_RE.findall(text)) | {f"%{b.label}" for b in blocks}
         return fn
+
+
+_NUMBERED_RE = re.compile(r"%(\d+)(?![-a-zA-Z$._0-9])")
+
+
+def _name_numbered(lines: list[str]) -> list[str]:
+    """Name a function's numbered values and blocks (%7 -> %_7), labelling the entry block.
+
+    LLVM's instnamer skips `optnone` functions (all of them at -O0); numbered values must stay
+    in order, which moved or inserted code would break.
+    """
+    header, body = lines[0], "\n".join(lines[1:])
+    args = [int(n) for n in _NUMBERED_RE.findall(header)]
+    if not args and not _NUMBERED_RE.search(body):
+        return lines
+    defined = set(args)
+    defined |= {int(n) for n in re.findall(r"^\s+%(\d+) = ", body, re.M)}
+    defined |= {int(n) for n in re.findall(r"^(\d+):", body, re.M)}
+    first = next((line for line in lines[1:] if line.strip() and not line.lstrip().startswith(";")), "")
+    if first.startswith(" "):  # the entry block is unlabelled: it takes the number after the arguments
+        entry = max(args) + 1 if args else 0
+        defined.add(entry)
+        body = f"{entry}:\n{body}"
+    prefix = "_"
+    while re.search(rf"%{prefix}\d", header + body):
+        prefix += "_"
+
+    def rename(m: re.Match) -> str:
+        return f"%{prefix}{m.group(1)}" if int(m.group(1)) in defined else m.group(0)
+
+    header = _NUMBERED_RE.sub(rename, header)
+    body = re.sub(r"^(\d+):", lambda m: f"{prefix}{m.group(1)}:", _NUMBERED_RE.sub(rename, body), flags=re.M)
+    return [header, *body.split("\n")]
 
 
 def name_values(mod: llvm.ModuleRef) -> None:

@@ -1,0 +1,66 @@
+"""Project settings for multivariant builds: `mewe.toml`, or `[tool.mewe]` in pyproject.toml.
+
+The nearest such file from the working directory upwards is used; command-line flags win.
+
+    # mewe.toml                      # pyproject.toml
+    variants = 8                     [tool.mewe]
+    passes = ["substitute"]          variants = 8
+    exclude = ["main"]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from mewe.errors import MeweError
+from mewe.types import MultivariantOptions, Policy
+
+# Settings keys (TOML spelling) -> MultivariantOptions fields.
+KEYS = {"variants": "variants", "seed": "seed", "passes": "passes", "stack": "stack", "include": "include",
+        "exclude": "exclude", "policy": "policy", "dispatch": "dispatch", "tail-calls": "tail_calls",
+        "trace": "trace", "reseed": "reseed", "hold": "hold"}
+
+
+def find_settings(start: Path | None = None) -> tuple[Path | None, dict[str, Any]]:
+    """The nearest mewe.toml or pyproject.toml with [tool.mewe], and its settings table."""
+    here = (start or Path.cwd()).resolve()
+    for directory in (here, *here.parents):
+        for name, table in (("mewe.toml", ()), ("pyproject.toml", ("tool", "mewe"))):
+            path = directory / name
+            if not path.is_file():
+                continue
+            try:
+                data = tomllib.loads(path.read_text())
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                raise MeweError(f"{path}: invalid TOML: {exc}") from None
+            for key in table:
+                data = data.get(key, {}) if isinstance(data, dict) else {}
+            if data:
+                return path, data
+    return None, {}
+
+
+def apply_settings(options: MultivariantOptions, settings: dict[str, Any], origin: Path | str) -> MultivariantOptions:
+    """`options` with the file's settings applied; unknown keys and bad values are errors."""
+    changes: dict[str, Any] = {}
+    for key, value in settings.items():
+        if key not in KEYS:
+            raise MeweError(f"{origin}: unknown setting '{key}' (known: {', '.join(sorted(KEYS))})")
+        field = KEYS[key]
+        if field == "policy":
+            value = Policy.parse(str(value))
+        elif field in ("passes", "include", "exclude"):
+            if isinstance(value, str):
+                value = [v.strip() for v in value.split(",") if v.strip()]
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise MeweError(f"{origin}: '{key}' must be a list of names")
+            value = tuple(value)
+        else:
+            expected = type(getattr(MultivariantOptions(), field))
+            if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+                raise MeweError(f"{origin}: '{key}' must be a {expected.__name__}")
+        changes[field] = value
+    return dataclasses.replace(options, **changes)

@@ -1,0 +1,332 @@
+"""Rewrite rules as data: `source => target [where ...]`, width-generic, each provable with z3.
+
+The notation is prefix, one line a rule:
+
+    add x y => add (xor x y) (shl (and x y) 1)
+    mul x C => add (shl x K) (mul x D)   where K = bit C, D = sub C (shl 1 K), ne D 0
+    C => xor D K                         where K = rand, D = xor C K
+
+Lowercase names match any operand, uppercase names only integer constants, numbers are
+constants (-1 is all ones at every width). Operators are LLVM's integer binops and icmp
+predicates (a predicate makes an `icmp`). The source is one instruction (or a lone constant);
+every operator of the target becomes a new flag-free instruction. `where` items bind constants
+computed when the rule is applied (`rand`: a random constant; `bit C`: the index of a random
+set bit of C; `log2 C`: C's exponent if C is a power of two; or any expression over
+constants) or state conditions (an expression with a predicate). A rule whose `where` cannot be
+met, or would shift by the width or more, does not apply. `W` is the width.
+
+`prove` checks a rule with z3: whenever the source is defined (for the flag-free source; flags
+only make it less defined, and the target never carries flags), the target is defined and equal.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+from typing import Callable, Union
+
+from .ir import BINOPS, COMMUTATIVE, PREDICATES, Instr
+
+Expr = Union[str, int, tuple]  # a name, a constant, or (operator, operand, ...)
+
+FUNCTIONS = {"rand": 0, "bit": 1, "log2": 1}  # `where` helpers and their arities
+FLAGS = {"add": ("nsw", "nuw"), "sub": ("nsw", "nuw"), "mul": ("nsw", "nuw"), "shl": ("nsw", "nuw"),
+         "udiv": ("exact",), "sdiv": ("exact",), "lshr": ("exact",), "ashr": ("exact",), "or": ("disjoint",),
+         **{p: ("samesign",) for p in PREDICATES}}
+_INT_RE = re.compile(r"-?\d+")
+
+
+class NotApplicable(Exception):
+    """A rule's `where` cannot be met for these operands."""
+
+
+def _parse_expr(tokens: list[str]) -> Expr:
+    tok = tokens.pop(0)
+    if tok == "(":
+        expr = _parse_expr(tokens)
+        if tokens.pop(0) != ")":
+            raise ValueError("expected ')'")
+        return expr
+    if tok in BINOPS or tok in PREDICATES or tok in FUNCTIONS:
+        arity = FUNCTIONS.get(tok, 2)
+        return (tok, *(_parse_expr(tokens) for _ in range(arity)))
+    if _INT_RE.fullmatch(tok):
+        return int(tok)
+    if re.fullmatch(r"[A-Za-z]\w*", tok):
+        return tok
+    raise ValueError(f"unexpected '{tok}'")
+
+
+def parse_expr(text: str) -> Expr:
+    tokens = text.replace("(", " ( ").replace(")", " ) ").split()
+    expr = _parse_expr(tokens)
+    if tokens:
+        raise ValueError(f"trailing '{' '.join(tokens)}'")
+    return expr
+
+
+def leaves(expr: Expr) -> list:
+    return [expr] if not isinstance(expr, tuple) else [x for e in expr[1:] for x in leaves(e)]
+
+
+@dataclass(frozen=True)
+class Rule:
+    text: str
+    source: Expr
+    target: Expr
+    where: tuple  # ("bind", name, expr) or ("check", expr), in order
+
+    @classmethod
+    def parse(cls, text: str) -> Rule:
+        try:
+            src, _, rest = text.partition("=>")
+            tgt, _, where = rest.partition(" where ")
+            source, target = parse_expr(src), parse_expr(tgt)
+            items = []
+            for item in filter(None, (i.strip() for i in where.split(","))):
+                name, eq, expr = item.partition("=")
+                items.append(("bind", name.strip(), parse_expr(expr)) if eq else ("check", parse_expr(item)))
+        except (ValueError, IndexError) as exc:
+            raise ValueError(f"bad rule '{text}': {exc}") from None
+        rule = cls(text, source, target, tuple(items))
+        rule._check()
+        return rule
+
+    def _check(self) -> None:
+        src, tgt = self.source, self.target
+        ok_source = (isinstance(src, str) and src.isupper()) or (
+            isinstance(src, tuple) and not any(isinstance(x, tuple) for x in src[1:]) and src[0] not in FUNCTIONS)
+        bound = {x for x in leaves(src) if isinstance(x, str)} | {"W"}
+        for item in self.where:
+            if item[0] == "bind":
+                bound.add(item[1])
+        unbound = {x for x in leaves(tgt) if isinstance(x, str)} - bound
+        if not ok_source or not isinstance(tgt, tuple) or unbound or _has_inner_predicate(tgt):
+            raise ValueError(f"bad rule '{self.text}'")
+
+    @property
+    def op(self) -> str:
+        """The source's operator (`add`, `eq`, ...), or "const" for a lone constant."""
+        return self.source[0] if isinstance(self.source, tuple) else "const"
+
+    def match(self, ins: Instr, width: int) -> dict | None:
+        """Bind the source's names to `ins`'s operands (of an instruction with the source's
+        operator), or None when they do not match."""
+        found = _bind(self.source[1:], ins.args, width)
+        if found is None and self.op in COMMUTATIVE:
+            found = _bind(self.source[1:], ins.args[::-1], width)
+        return found
+
+    def instantiate(self, bindings: dict, width: int, ty: str, rng: random.Random, fresh: Callable[[], str]) -> list[Instr]:
+        """New instructions computing the target (the last one computes the root, unnamed)."""
+        env = dict(bindings, W=width)
+        for item in self.where:
+            value = _eval(item[-1], env, width, rng)
+            if item[0] == "check" and not value:
+                raise NotApplicable
+            if item[0] == "bind":
+                env[item[1]] = value
+        out: list[Instr] = []
+        _emit(self.target, env, width, ty, fresh, out, root=True)
+        return out
+
+
+def _has_inner_predicate(expr: Expr) -> bool:
+    return any(isinstance(a, tuple) and (a[0] in PREDICATES or _has_inner_predicate(a)) for a in expr[1:])
+
+
+def const_value(text: str, width: int) -> int | None:
+    """An integer literal operand as an unsigned value at `width`, else None."""
+    if _INT_RE.fullmatch(text):
+        return int(text) % (1 << width)
+    return {"true": 1, "false": 0}.get(text) if width == 1 else None
+
+
+def literal(value: int, width: int) -> str:
+    """How LLVM prints constant `value` of type i<width> (signed)."""
+    value %= 1 << width
+    if width == 1:
+        return "true" if value else "false"
+    return str(value - (1 << width) if value >> (width - 1) else value)
+
+
+def _bind(patterns: tuple, args: list[str], width: int) -> dict | None:
+    env: dict = {}
+    for pat, arg in zip(patterns, args):
+        if arg in ("undef", "poison"):
+            return None
+        if isinstance(pat, int) or pat.isupper():
+            value = const_value(arg, width)
+            if value is None or (isinstance(pat, int) and value != pat % (1 << width)):
+                return None
+            if isinstance(pat, int):
+                continue
+            arg = value
+        if env.setdefault(pat, arg) != arg:
+            return None
+    return env
+
+
+def _eval(expr: Expr, env: dict, width: int, rng: random.Random) -> int:
+    """Evaluate a `where` expression on constants (unsigned values mod 2**width)."""
+    if isinstance(expr, int):
+        return expr % (1 << width)
+    if isinstance(expr, str):
+        return env[expr]
+    op, *args = expr
+    vals = [_eval(a, env, width, rng) for a in args]
+    if op == "rand":
+        return rng.getrandbits(width)
+    if op == "bit":
+        bits = [i for i in range(width) if vals[0] >> i & 1]
+        if not bits:
+            raise NotApplicable
+        return rng.choice(bits)
+    if op == "log2":
+        if vals[0] == 0 or vals[0] & (vals[0] - 1):
+            raise NotApplicable
+        return vals[0].bit_length() - 1
+    return fold(op, vals[0], vals[1], width)
+
+
+def fold(op: str, a: int, b: int, width: int) -> int:
+    """Concrete semantics of a flag-free operator on unsigned values; NotApplicable where undefined."""
+    mask = (1 << width) - 1
+
+    def signed(v: int) -> int:
+        return v - (1 << width) if v >> (width - 1) else v
+
+    if op in ("shl", "lshr", "ashr") and b >= width:
+        raise NotApplicable
+    if op in ("udiv", "urem", "sdiv", "srem") and (b == 0 or (op[0] == "s" and signed(a) == -(1 << (width - 1)) and b == mask)):
+        raise NotApplicable
+    ops = {
+        "add": lambda: a + b, "sub": lambda: a - b, "mul": lambda: a * b, "and": lambda: a & b,
+        "or": lambda: a | b, "xor": lambda: a ^ b, "shl": lambda: a << b, "lshr": lambda: a >> b,
+        "ashr": lambda: signed(a) >> b, "udiv": lambda: a // b, "urem": lambda: a % b,
+        "sdiv": lambda: int(signed(a) / signed(b)), "srem": lambda: signed(a) - signed(b) * int(signed(a) / signed(b)),
+        "eq": lambda: a == b, "ne": lambda: a != b, "ult": lambda: a < b, "ule": lambda: a <= b,
+        "ugt": lambda: a > b, "uge": lambda: a >= b, "slt": lambda: signed(a) < signed(b),
+        "sle": lambda: signed(a) <= signed(b), "sgt": lambda: signed(a) > signed(b), "sge": lambda: signed(a) >= signed(b),
+    }
+    return int(ops[op]()) & mask
+
+
+def _emit(expr: Expr, env: dict, width: int, ty: str, fresh: Callable[[], str], out: list[Instr], root: bool = False) -> str:
+    if isinstance(expr, int):
+        return literal(expr, width)
+    if isinstance(expr, str):
+        value = env[expr]
+        return literal(value, width) if isinstance(value, int) else value
+    op, a, b = expr
+    args = [_emit(a, env, width, ty, fresh, out), _emit(b, env, width, ty, fresh, out)]
+    result = None if root else fresh()
+    if op in PREDICATES:
+        out.append(Instr("icmp", result, pred=op, ty=ty, args=args))
+    else:
+        out.append(Instr(op, result, ty=ty, args=args))
+    return result or ""
+
+
+# --- proofs -------------------------------------------------------------------------------
+
+def prove(rule: Rule, width: int, flags: tuple[str, ...] = ()) -> str | None:
+    """Prove `rule` at `width` for a source carrying `flags`; None if proven, else a counterexample."""
+    import z3
+
+    env: dict = {"W": z3.BitVecVal(width, width)}
+    pre = []
+    for name in sorted({x for x in leaves(rule.source) if isinstance(x, str)}):
+        env[name] = z3.BitVec(name, width)
+    for item in rule.where:
+        if item[0] == "bind" and isinstance(item[2], tuple) and item[2][0] in FUNCTIONS:
+            fn, *args = item[2]
+            k = env[item[1]] = z3.BitVec(item[1], width)
+            if fn == "bit":
+                pre += [z3.ULT(k, width), z3.Extract(0, 0, z3.LShR(_z3(args[0], env, width)[0], k)) == 1]
+            elif fn == "log2":
+                pre += [z3.ULT(k, width), _z3(args[0], env, width)[0] == z3.BitVecVal(1, width) << k]
+            continue
+        value, poison = _z3(item[-1], env, width)
+        pre.append(z3.Not(poison))
+        if item[0] == "bind":
+            env[item[1]] = value
+        else:
+            pre.append(value == 1)
+    src, src_poison = _z3(rule.source, env, width, flags)
+    tgt, tgt_poison = _z3(rule.target, env, width)
+    # Sum-of-monomials normal form settles multiplication identities that bit-blasting cannot.
+    claim = z3.simplify(z3.And(*pre, z3.Not(src_poison), z3.Or(tgt_poison, tgt != src)), som=True)
+    solver = z3.Solver()
+    solver.add(claim)
+    if solver.check() == z3.unsat:
+        return None
+    return str(solver.model())
+
+
+def _z3(expr: Expr, env: dict, width: int, flags: tuple[str, ...] = ()):
+    """(value, poison) of `expr` in z3; predicates give a width-wide 0/1 value."""
+    import z3
+
+    if isinstance(expr, int):
+        return z3.BitVecVal(expr % (1 << width), width), z3.BoolVal(False)
+    if isinstance(expr, str):
+        return env[expr], z3.BoolVal(False)
+    op, a, b = expr
+    (x, px), (y, py) = _z3(a, env, width), _z3(b, env, width)
+    zero, one = z3.BitVecVal(0, width), z3.BitVecVal(1, width)
+    poison = [px, py]
+    if op in ("shl", "lshr", "ashr"):
+        poison.append(z3.UGE(y, width))
+    if op in ("udiv", "urem", "sdiv", "srem"):  # undefined behaviour: at least as bad as poison
+        poison.append(y == 0)
+        if op[0] == "s":
+            poison.append(z3.And(x == z3.BitVecVal(1 << (width - 1), width), y == z3.BitVecVal(-1, width)))
+    value = {
+        "add": lambda: x + y, "sub": lambda: x - y, "mul": lambda: x * y, "and": lambda: x & y,
+        "or": lambda: x | y, "xor": lambda: x ^ y, "shl": lambda: x * (one << y), "lshr": lambda: z3.LShR(x, y),
+        "ashr": lambda: x >> y, "udiv": lambda: z3.UDiv(x, y), "urem": lambda: z3.URem(x, y),
+        "sdiv": lambda: x / y, "srem": lambda: z3.SRem(x, y),
+    }.get(op)
+    if value is not None:
+        value = value()
+    else:
+        cond = {"eq": x == y, "ne": x != y, "ult": z3.ULT(x, y), "ule": z3.ULE(x, y), "ugt": z3.UGT(x, y),
+                "uge": z3.UGE(x, y), "slt": x < y, "sle": x <= y, "sgt": x > y, "sge": x >= y}[op]
+        value = z3.If(cond, one, zero)
+    for flag in flags:
+        poison.append(_flag_poison(op, flag, x, y, width))
+    return value, z3.Or(*poison)
+
+
+def _flag_poison(op: str, flag: str, x, y, width: int):
+    """When `op` with `flag` is poison (LLVM LangRef)."""
+    import z3
+
+    wide = {"nsw": lambda v: z3.SignExt(width, v), "nuw": lambda v: z3.ZeroExt(width, v)}
+    if op in ("add", "sub", "mul") and flag in wide:
+        ext = wide[flag]
+        exact = {"add": ext(x) + ext(y), "sub": ext(x) - ext(y), "mul": ext(x) * ext(y)}[op]
+        result = {"add": x + y, "sub": x - y, "mul": x * y}[op]
+        return ext(result) != exact
+    if op == "shl":
+        back = (x << y) >> y if flag == "nsw" else z3.LShR(x << y, y)
+        return back != x
+    if flag == "exact":
+        if op == "udiv":
+            return z3.URem(x, y) != 0
+        if op == "sdiv":
+            return z3.SRem(x, y) != 0
+        return (z3.LShR(x, y) if op == "lshr" else x >> y) << y != x
+    if flag == "disjoint":
+        return x & y != 0
+    if flag == "samesign":
+        return z3.Extract(width - 1, width - 1, x) != z3.Extract(width - 1, width - 1, y)
+    raise ValueError(f"no flag {flag} on {op}")
+
+
+def flag_sets(rule: Rule) -> list[tuple[str, ...]]:
+    """Every combination of poison-generating flags the rule's source instruction may carry."""
+    flags = FLAGS.get(rule.op, ())
+    return [tuple(f for i, f in enumerate(flags) if mask >> i & 1) for mask in range(1 << len(flags))]
