@@ -89,6 +89,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return status
 
 
+def _cmd_passes(args: argparse.Namespace) -> int:
+    from mewe.passes import describe
+
+    rows = describe()
+    width = max(len(name) for name, _ in rows)
+    for name, description in rows:
+        print(f"{name:<{width}}  {description}")
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="mewe", description="Multivariant WebAssembly for C services.")
     parser.add_argument("--version", action="version", version=f"mewe {__version__}")
@@ -126,6 +136,10 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--keep-temps", action="store_true", help="keep the linked bitcode (.bc) and object (.o) beside the output")
     b.add_argument("-v", "--verbose", action="store_true", help="print the commands run")
     b.set_defaults(func=_cmd_build)
+
+    p = sub.add_parser("passes", help="list the diversification passes",
+                       description="List every registered pass (built-in and from plugins) with its description.")
+    p.set_defaults(func=_cmd_passes)
 
     r = sub.add_parser("run", help="run a WASI module under wasmtime",
                        description="Run a WASI command module; its exit status becomes mewe's. A trap exits with 134.")

@@ -61,6 +61,7 @@ def apply_settings(options: MultivariantOptions, settings: dict[str, Any], origi
         else:
             expected = type(getattr(MultivariantOptions(), field))
             if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-                raise MeweError(f"{origin}: '{key}' must be a {expected.__name__}")
+                kind = {int: "an integer", bool: "true or false", str: "a string"}.get(expected, expected.__name__)
+                raise MeweError(f"{origin}: '{key}' must be {kind}")
         changes[field] = value
     return dataclasses.replace(options, **changes)

@@ -1,0 +1,98 @@
+"""`mewe build --variants` end to end through the CLI: every example keeps its answers with
+20 variants per function, settings files, `mewe passes`, and bad multivariant options."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import EXAMPLES, mewe
+from test_examples import CASES
+
+
+@pytest.fixture(scope="module")
+def mv_examples(tmp_path_factory):
+    out = tmp_path_factory.mktemp("mv")
+    built = {}
+    for name in ("base64", "hash", "interp", "sort"):
+        res = mewe("build", EXAMPLES / f"{name}.c", "--variants", "20", "--seed", "5", "-o", out / f"{name}.wasm")
+        assert res.returncode == 0, res.stderr
+        built[name] = out / f"{name}.wasm"
+    return built
+
+
+@pytest.mark.parametrize("name,args,stdin,stdout,code", CASES)
+def test_examples_keep_their_answers_with_20_variants(mv_examples, name, args, stdin, stdout, code):
+    for _ in range(3):  # a different path through the variants each run
+        res = mewe("run", mv_examples[name], *args, stdin=stdin)
+        assert (res.returncode, res.stdout) == (code, stdout), res.stderr
+
+
+def test_every_function_gets_its_variants(mv_examples):
+    for name, module in mv_examples.items():
+        manifest = json.loads(module.with_name(f"{name}.manifest.json").read_text())
+        functions = manifest["functions"]
+        assert all(f["status"] == "dispatched" for f in functions), [(f["name"], f["reason"]) for f in functions]
+        bodies = [f["variants"] for f in functions]
+        assert max(bodies) == 21 and sum(bodies) >= 0.8 * 21 * len(bodies), bodies
+
+
+def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
+    for out, seed in (("a", "1"), ("b", "1"), ("c", "2")):
+        (tmp_path / out).mkdir()
+        res = mewe("build", EXAMPLES / "interp.c", "--variants", "3", "--seed", seed, "-o", tmp_path / out / "i.wasm")
+        assert res.returncode == 0, res.stderr
+    read = lambda d, f="i.wasm": (tmp_path / d / f).read_bytes()  # noqa: E731
+    assert read("a") == read("b") and read("a", "i.manifest.json") == read("b", "i.manifest.json")
+    assert read("a") != read("c")
+
+
+def test_passes_lists_the_registry():
+    res = mewe("passes")
+    assert res.returncode == 0
+    names = [line.split()[0] for line in res.stdout.decode().splitlines()]
+    assert {"substitute", "swap-commutative", "shuffle-blocks"} <= set(names)
+
+
+def test_settings_file_and_flags(tmp_path):
+    (tmp_path / "mewe.toml").write_text('variants = 2\npasses = ["swap-commutative"]\nexclude = ["main"]\n')
+    res = mewe("build", EXAMPLES / "hash.c", "-o", "h.wasm", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    manifest = json.loads((tmp_path / "h.manifest.json").read_text())
+    assert manifest["variants_requested"] == 2
+    assert {tuple(p) for f in manifest["functions"] for p in f["passes"]} <= {(), ("swap-commutative",)}
+    # A flag beats the file.
+    res = mewe("build", EXAMPLES / "hash.c", "--variants", "1", "-o", "h.wasm", cwd=tmp_path)
+    assert json.loads((tmp_path / "h.manifest.json").read_text())["variants_requested"] == 1
+    # pyproject.toml's [tool.mewe] is read when there is no mewe.toml.
+    (tmp_path / "mewe.toml").unlink()
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "svc"\n[tool.mewe]\nvariants = 3\n')
+    res = mewe("build", EXAMPLES / "hash.c", "-o", "h.wasm", cwd=tmp_path)
+    assert res.returncode == 0 and json.loads((tmp_path / "h.manifest.json").read_text())["variants_requested"] == 3
+
+
+@pytest.mark.parametrize("setting,message", [
+    ("variants = 'many'", "'variants' must be an integer"),
+    ("colour = 3", "unknown setting 'colour'"),
+    ("policy = 'sometimes'", "invalid policy 'sometimes'"),
+    ("variants = [", "invalid TOML"),
+])
+def test_bad_settings_are_one_line(tmp_path, setting, message):
+    (tmp_path / "mewe.toml").write_text(setting + "\n")
+    res = mewe("build", EXAMPLES / "hash.c", "-o", "h.wasm", cwd=tmp_path)
+    assert res.returncode == 1 and message in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "h.wasm").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--passes", "no-such-pass", "--variants", "2"], "unknown pass 'no-such-pass'"),
+    (["--policy", "pinned:x", "--variants", "2"], "invalid policy 'pinned:x'"),
+    (["--variants", "-1"], "--variants must be 0 or more"),
+    (["--variants", "2", "--hold", "0"], "--hold must be between 1"),
+    (["--dispatch", "jump"], "invalid choice: 'jump'"),
+])
+def test_bad_multivariant_options(tmp_path, args, message):
+    res = mewe("build", EXAMPLES / "hash.c", *args, "-o", tmp_path / "h.wasm")
+    assert res.returncode in (1, 2) and message in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "h.wasm").exists()
