@@ -41,6 +41,7 @@ class _Plan:
     definition: Definition
     bodies: list[tuple[Header, list[str], tuple[str, ...]]]  # header, body lines, passes
     report: FunctionReport
+    variants: list[Variant]  # the distinct variants behind bodies[1:]
     dispatch_id: int = -1
 
 
@@ -179,6 +180,7 @@ def _plan(name: str, mt: ModuleText, variants: Sequence[Variant]) -> _Plan:
     original_body = d.body(mt.lines)
     bodies = [(d.header, original_body, ())]
     seen = {_canonical(d.header, original_body)}
+    used: list[Variant] = []
     dropped = 0
     for v in variants:
         lines = v.ir.strip("\n").split("\n")
@@ -194,9 +196,10 @@ def _plan(name: str, mt: ModuleText, variants: Sequence[Variant]) -> _Plan:
             continue
         seen.add(key)
         bodies.append((header, lines[1:], tuple(v.passes)))
+        used.append(v)
     report = FunctionReport(name, "dispatched", variants=len(bodies), dropped=dropped,
                             passes=[list(b[2]) for b in bodies])
-    return _Plan(d, bodies, report)
+    return _Plan(d, bodies, report, used)
 
 
 def _canonical(header: Header, body: list[str]) -> str:
@@ -255,11 +258,12 @@ def link_variants(
     variants: Mapping[str, Sequence[Variant]],
     runtime: IRModule,
     options: MultivariantOptions,
-) -> tuple[IRModule, list[FunctionReport]]:
+) -> tuple[IRModule, list[FunctionReport], dict[str, list[Variant]]]:
     """Merge `variants` into `program`, add a dispatcher per function, link the `runtime` in.
 
-    Returns the multivariant module and a report per defined function of `program`. A
-    function the linker cannot forward correctly is left as it was and reported as skipped.
+    Returns the multivariant module, a report per defined function of `program`, and per
+    dispatched function the distinct variants behind `f.mewe.1`, `f.mewe.2`, ... in order.
+    A function the linker cannot forward correctly is left as it was and reported as skipped.
     """
     mt = ModuleText.parse(str(parse_module(program.bitcode)))
     twice = _returns_twice(mt)
@@ -285,7 +289,8 @@ def link_variants(
     mod.link_in(parse_module(runtime.bitcode, context=context))
     _inline_discriminator(mod)
     mod.verify()
-    return IRModule(program.name, mod.as_bitcode()), [reports[n] for n in names]
+    used = {p.report.name: p.variants for p in plans}
+    return IRModule(program.name, mod.as_bitcode()), [reports[n] for n in names], used
 
 
 def _link_checked(mt: ModuleText, plans: list[_Plan], options: MultivariantOptions,

@@ -99,6 +99,18 @@ def _cmd_passes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from mewe.inspect import preservation
+
+    report = preservation(args.module, args.manifest, native=not args.wasm_only)
+    if args.json:
+        sys.stdout.write(report.to_json())
+    else:
+        print(f"{report.module}: {len(report.functions)} dispatched functions, {len(report.variants())} variants")
+        print(report.table())
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="mewe", description="Multivariant WebAssembly for C services.")
     parser.add_argument("--version", action="version", version=f"mewe {__version__}")
@@ -140,6 +152,16 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("passes", help="list the diversification passes",
                        description="List every registered pass (built-in and from plugins) with its description.")
     p.set_defaults(func=_cmd_passes)
+
+    i = sub.add_parser("inspect", help="measure which variants survive codegen (wasm and Cranelift)",
+                       description="For each dispatched function of a multivariant module, check that every variant's "
+                                   "code differs from the original's and from every earlier variant's, in the wasm "
+                                   "and in wasmtime's Cranelift machine code; report per pass and overall.")
+    i.add_argument("module", help="a multivariant .wasm built by mewe")
+    i.add_argument("--manifest", metavar="FILE", help="its build manifest (default: NAME.manifest.json beside it)")
+    i.add_argument("--json", action="store_true", help="print JSON, with the overall rate as 'preservation'")
+    i.add_argument("--wasm-only", action="store_true", help="skip the Cranelift level")
+    i.set_defaults(func=_cmd_inspect)
 
     r = sub.add_parser("run", help="run a WASI module under wasmtime",
                        description="Run a WASI command module; its exit status becomes mewe's. A trap exits with 134.")

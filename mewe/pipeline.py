@@ -19,6 +19,8 @@ from mewe.toolchain import Toolchain, find_toolchain
 from mewe.types import BuildResult, CompileOptions, FunctionReport, IRModule, Manifest, MultivariantOptions, Variant
 from mewe.wasm import DISPATCH_SECTION, add_custom_section, parse_wasm
 
+OVERGENERATE = 2
+
 
 def _lower_all(sources: list[Path], options: CompileOptions, toolchain: Toolchain, verbose: bool) -> list[IRModule]:
     """Lower every source; clang runs in parallel (subprocesses), llvmlite parsing stays serial."""
@@ -39,24 +41,64 @@ def manifest_path(output: Path) -> Path:
     return output.with_name(output.stem + ".manifest.json")
 
 
-def _diversify(program: IRModule, mv: MultivariantOptions, variants: Mapping[str, Sequence[Variant]] | None,
-               toolchain: Toolchain, verbose: bool) -> tuple[IRModule, list[FunctionReport]]:
+def _codegen(program: IRModule, options: CompileOptions, tail_calls: bool, name: str, toolchain: Toolchain,
+             verbose: bool) -> tuple[bytes, bytes]:
+    """The wasm32 object for `program` and the linked module."""
+    obj = linker.emit_object(program, options.opt_level, tail_calls=tail_calls)
+    with tempfile.TemporaryDirectory(prefix="mewe-build-") as tmp:
+        obj_path = Path(tmp) / "program.o"  # a fixed name: it is recorded in the output
+        obj_path.write_bytes(obj)
+        return obj, linker.wasm_ld([obj_path], name, toolchain, verbose=verbose)
+
+
+def _folded(wasm: bytes, used: dict[str, list[Variant]]) -> dict[str, list[Variant]]:
+    """Per function, the variants whose wasm code differs from the original and every earlier body."""
+    code = parse_wasm(wasm).code_by_name()
+    survivors = {}
+    for name, variants in used.items():
+        seen = {code.get(linker.body_name(name, 0))}
+        survivors[name] = []
+        for k, variant in enumerate(variants, 1):
+            body = code.get(linker.body_name(name, k))
+            if body not in seen:
+                seen.add(body)
+                survivors[name].append(variant)
+    return survivors
+
+
+def _multivariant(program: IRModule, options: CompileOptions, mv: MultivariantOptions,
+                  variants: Mapping[str, Sequence[Variant]] | None, name: str, toolchain: Toolchain,
+                  verbose: bool) -> tuple[IRModule, bytes, bytes, list[FunctionReport]]:
+    """Variants, dispatchers and the discriminator linked in; variants that codegen folded into
+    an earlier body are dropped and the module linked again without them."""
     if variants is None:
         from mewe import passes
 
-        variants = passes.diversify(program, variants=mv.variants, seed=mv.seed, passes=mv.passes, stack=mv.stack,
-                                    include=mv.include, exclude=mv.exclude)
+        # Twice as many candidates as wanted: codegen folds some back into earlier bodies.
+        variants = passes.diversify(program, variants=OVERGENERATE * mv.variants, seed=mv.seed, passes=mv.passes,
+                                    stack=mv.stack, include=mv.include, exclude=mv.exclude)
     discriminator = frontends.compile_c(runtime.DISCRIMINATOR, CompileOptions(defines=runtime.discriminator_defines(mv)),
                                         toolchain, verbose=verbose)
     rt = frontends.load_ir("discriminator", discriminator, origin=str(runtime.DISCRIMINATOR))
-    return linker.link_variants(program, variants, rt, mv)
-
-
-def _record_code_sizes(wasm: bytes, reports: list[FunctionReport]) -> None:
+    module, reports, used = linker.link_variants(program, variants, rt, mv)
+    obj, wasm = _codegen(module, options, mv.tail_calls, name, toolchain, verbose)
+    survivors = {f: vs[:mv.variants] for f, vs in _folded(wasm, used).items()}
+    folded = {f: len(used[f]) - len(survivors[f]) for f in used}  # folded, or surplus
+    if any(folded.values()):
+        module, second, _ = linker.link_variants(program, survivors, rt, mv)
+        obj, wasm = _codegen(module, options, mv.tail_calls, name, toolchain, verbose)
+        by_name = {r.name: r for r in second}
+        for r in reports:  # keep the first link's counts of IR duplicates, add the folded ones
+            if r.name in folded:
+                by_name[r.name].dropped, by_name[r.name].folded = r.dropped, folded[r.name]
+                if by_name[r.name].status == "skipped":
+                    by_name[r.name].reason = "no variant survived codegen"
+        reports = second
     code = parse_wasm(wasm).code_by_name()
     for r in reports:
         if r.status == "dispatched":
             r.code_sizes = [len(code.get(linker.body_name(r.name, k), b"")) for k in range(r.variants)]
+    return module, obj, wasm, reports
 
 
 def build(
@@ -99,22 +141,13 @@ def build(
     modules = _lower_all(paths, options, toolchain, verbose)
     out = Path(output)
     program = linker.link_modules(modules)
-    reports: list[FunctionReport] | None = None
-    if multivariant.variants > 0:
-        program, reports = _diversify(program, multivariant, variants, toolchain, verbose)
-    tail_calls = multivariant.variants > 0 and multivariant.tail_calls
-    obj = linker.emit_object(program, options.opt_level, tail_calls=tail_calls)
-
-    with tempfile.TemporaryDirectory(prefix="mewe-build-") as tmp:
-        obj_path = Path(tmp) / "program.o"  # a fixed name: it is recorded in the output
-        obj_path.write_bytes(obj)
-        wasm = linker.wasm_ld([obj_path], out.name, toolchain, verbose=verbose)
-
     manifest = None
-    if reports is not None:
-        _record_code_sizes(wasm, reports)
+    if multivariant.variants == 0:
+        obj, wasm = _codegen(program, options, False, out.name, toolchain, verbose)
+    else:
+        program, obj, wasm, reports = _multivariant(program, options, multivariant, variants, out.name, toolchain, verbose)
         manifest = Manifest(out.name, multivariant.variants, multivariant.seed, str(multivariant.policy),
-                            multivariant.dispatch, tail_calls, multivariant.trace, reports)
+                            multivariant.dispatch, multivariant.tail_calls, multivariant.trace, reports)
         table = [[r.name, r.variants] for r in manifest.dispatched]
         wasm = add_custom_section(wasm, DISPATCH_SECTION, json.dumps(table, separators=(",", ":")).encode())
     write_atomic(out, wasm, 0o755)

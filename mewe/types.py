@@ -62,7 +62,8 @@ class FunctionReport:
     status: str  # "dispatched", or "skipped" (see reason)
     reason: str = ""
     variants: int = 0  # bodies behind the dispatcher, the original included
-    dropped: int = 0  # variants dropped as identical to an earlier body
+    dropped: int = 0  # variants dropped as identical IR to an earlier body
+    folded: int = 0  # candidates dropped after codegen: wasm identical to an earlier body, or beyond the count
     passes: list[list[str]] = field(default_factory=list)  # per body: the passes that made it
     code_sizes: list[int] = field(default_factory=list)  # per body: wasm code bytes in the output
 
@@ -99,6 +100,7 @@ class Manifest:
             "skipped": len(self.functions) - len(self.dispatched),
             "bodies": sum(f.variants for f in self.dispatched),
             "dropped": sum(f.dropped for f in self.functions),
+            "folded": sum(f.folded for f in self.functions),
         }
 
 

@@ -1,0 +1,172 @@
+"""Preservation: do a build's variants still differ in the code that runs?
+
+Two levels. In the final wasm, each body `f.mewe.K` is compared, byte for byte, with the
+original `f.mewe.0` and with every earlier body. After Cranelift (wasmtime's compiler), the
+machine code of each body is compared the same way, once call and data addresses are
+replaced by what they point to (the same code at another address is the same code).
+A variant counts as preserved at a level when it differs from all bodies before it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import io
+import json
+import platform
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from mewe.errors import MeweError
+from mewe.wasm import DISPATCH_SECTION, custom_section, parse_wasm
+
+
+@dataclass
+class BodyPreservation:
+    index: int  # 0 is the original
+    passes: list[str]
+    wasm_bytes: int
+    wasm_distinct: bool  # differs from every earlier body in the final wasm
+    native_distinct: bool | None  # ... in Cranelift's machine code (None: not measured)
+
+
+@dataclass
+class FunctionPreservation:
+    name: str
+    bodies: list[BodyPreservation]
+
+
+@dataclass
+class Preservation:
+    module: str
+    functions: list[FunctionPreservation] = field(default_factory=list)
+
+    def variants(self) -> list[BodyPreservation]:
+        return [b for f in self.functions for b in f.bodies if b.index > 0]
+
+    def rates(self) -> dict[str, dict]:
+        """Per pass (a variant counts for every pass that made it) and overall."""
+        groups: dict[str, list[BodyPreservation]] = {"overall": self.variants()}
+        for body in self.variants():
+            for name in dict.fromkeys(body.passes):
+                groups.setdefault(name, []).append(body)
+        return {name: _rate(bodies) for name, bodies in groups.items()}
+
+    def to_json(self) -> str:
+        rates = self.rates()
+        data = {"module": self.module, "preservation": rates["overall"]["wasm"],
+                "native_preservation": rates["overall"]["native"], "rates": rates,
+                "functions": [asdict(f) for f in self.functions]}
+        return json.dumps(data, indent=1) + "\n"
+
+    def table(self) -> str:
+        rows = ["| pass | variants | distinct in wasm | distinct after Cranelift |", "|---|---|---|---|"]
+        for name, r in sorted(self.rates().items(), key=lambda kv: (kv[0] == "overall", kv[0])):
+            native = "n/a" if r["native"] is None else f"{r['native_distinct']} ({r['native']:.1%})"
+            label = f"**{name}**" if name == "overall" else name
+            rows.append(f"| {label} | {r['variants']} | {r['wasm_distinct']} ({r['wasm']:.1%}) | {native} |")
+        return "\n".join(rows)
+
+
+def _rate(bodies: list[BodyPreservation]) -> dict:
+    n = len(bodies)
+    wasm = sum(b.wasm_distinct for b in bodies)
+    measured = [b for b in bodies if b.native_distinct is not None]
+    native = sum(bool(b.native_distinct) for b in measured)
+    return {"variants": n, "wasm_distinct": wasm, "wasm": wasm / n if n else 1.0,
+            "native_distinct": native if measured else None,
+            "native": (native / len(measured) if measured else None) if n else 1.0}
+
+
+def _distinct_flags(codes: list[object]) -> list[bool]:
+    """For each body, whether it differs from all bodies before it (the original is always 'distinct')."""
+    return [all(code != earlier for earlier in codes[:k]) for k, code in enumerate(codes)]
+
+
+def preservation(module: str | Path, manifest: str | Path | None = None, *, native: bool = True) -> Preservation:
+    """Measure how many variants of a multivariant module survive codegen, at both levels."""
+    path = Path(module)
+    if not path.is_file():
+        raise MeweError(f"{path}: no such file")
+    data = path.read_bytes()
+    wasm = parse_wasm(data)
+    table = custom_section(data, DISPATCH_SECTION)
+    if table is None:
+        raise MeweError(f"{path}: not a multivariant module (no {DISPATCH_SECTION} section); build it with --variants N")
+    dispatchers = json.loads(table)
+    manifest_path = Path(manifest) if manifest else path.with_name(path.stem + ".manifest.json")
+    passes: dict[str, list[list[str]]] = {}
+    if manifest_path.is_file():
+        passes = {f["name"]: f["passes"] for f in json.loads(manifest_path.read_text())["functions"]}
+    elif manifest:
+        raise MeweError(f"{manifest_path}: no such file")
+
+    code = wasm.code_by_name()
+    machine = native_code(data) if native else {}
+    report = Preservation(path.name)
+    for name, count in dispatchers:
+        names = [f"{name}.mewe.{k}" for k in range(count)]
+        wasm_flags = _distinct_flags([code.get(n) for n in names])
+        native_flags = _distinct_flags([machine.get(n) for n in names]) if machine else [None] * count
+        body_passes = passes.get(name, [[] for _ in names])
+        report.functions.append(FunctionPreservation(name, [
+            BodyPreservation(k, list(body_passes[k]) if k < len(body_passes) else [], len(code.get(n, b"")),
+                             wasm_flags[k], native_flags[k])
+            for k, n in enumerate(names)
+        ]))
+    return report
+
+
+SYMBOL = re.compile(r"^wasm\[0\]::function\[\d+\]::(.*)$")
+
+
+def native_code(wasm_bytes: bytes) -> dict[str, tuple[str, ...]]:
+    """Each function's Cranelift machine code, disassembled, with addresses made symbolic.
+
+    Only x86-64 is decoded; elsewhere this returns {} and the native level is not measured.
+    """
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return {}
+    import capstone
+    import wasmtime
+    from elftools.elf.elffile import ELFFile
+
+    engine = wasmtime.Engine()
+    try:
+        elf = ELFFile(io.BytesIO(bytes(wasmtime.Module(engine, wasm_bytes).serialize())))
+    except wasmtime.WasmtimeError as exc:
+        raise MeweError(f"wasmtime cannot compile the module: {str(exc).splitlines()[0]}") from None
+    text = elf.get_section_by_name(".text")
+    text_data, text_addr = text.data(), text["sh_addr"]
+    funcs = sorted((s["st_value"], s["st_size"], m.group(1)) for s in elf.get_section_by_name(".symtab").iter_symbols()
+                   if s["st_info"]["type"] == "STT_FUNC" and (m := SYMBOL.match(s.name)))
+    starts = [start for start, _, _ in funcs]
+
+    def where(target: int, lo: int, hi: int) -> str:
+        if lo <= target < hi:
+            return f"L{target - lo}"
+        i = bisect.bisect_right(starts, target) - 1
+        if i >= 0 and funcs[i][0] <= target < funcs[i][0] + funcs[i][1]:
+            return f"{funcs[i][2]}+{target - funcs[i][0]}"
+        return "external"
+
+    md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+    md.detail = True
+    out: dict[str, tuple[str, ...]] = {}
+    for start, size, name in funcs:
+        body = text_data[start - text_addr:start - text_addr + size]
+        lines = []
+        for insn in md.disasm(body, start):
+            ops = insn.op_str
+            groups = set(insn.groups)
+            if groups & {capstone.CS_GRP_JUMP, capstone.CS_GRP_CALL} and insn.operands and \
+                    insn.operands[0].type == capstone.x86.X86_OP_IMM:
+                ops = where(insn.operands[0].imm, start, start + size)
+            elif "rip" in ops:
+                for op in insn.operands:
+                    if op.type == capstone.x86.X86_OP_MEM and op.mem.base == capstone.x86.X86_REG_RIP:
+                        target = insn.address + insn.size + op.mem.disp
+                        ops = re.sub(r"\[rip [+-] 0x[0-9a-f]+\]", f"[{where(target, start, start + size)}]", ops)
+            lines.append(f"{insn.mnemonic} {ops}")
+        out[name] = tuple(lines)
+    return out
