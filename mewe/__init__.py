@@ -6,8 +6,9 @@ are importable: `mewe.frontends` (sources -> LLVM IR), `mewe.passes` (variants),
 `mewe.linker` (dispatchers, wasm codegen), `mewe.runtime` (the RNG and the host).
 
     import mewe
-    mewe.build(["service.c"], "service.wasm")
-    mewe.run("service.wasm", ["arg"])
+    mewe.build(["service.c"], "service.wasm", multivariant=mewe.MultivariantOptions(variants=8))
+    mewe.run("service.wasm", ["arg"], policy="seeded:1")
+    mewe.preservation("service.wasm").rates()
 """
 
 __version__ = "0.1.0"
@@ -15,6 +16,10 @@ __version__ = "0.1.0"
 from mewe.errors import MeweError  # noqa: E402
 from mewe.pipeline import build  # noqa: E402
 from mewe.runtime import run  # noqa: E402
-from mewe.types import BuildResult, CompileOptions, IRModule  # noqa: E402
+from mewe.inspect import preservation  # noqa: E402
+from mewe.types import (  # noqa: E402
+    BuildResult, CompileOptions, IRModule, Manifest, MultivariantOptions, Policy, Variant,
+)
 
-__all__ = ["build", "run", "MeweError", "BuildResult", "CompileOptions", "IRModule", "__version__"]
+__all__ = ["build", "run", "preservation", "MeweError", "BuildResult", "CompileOptions", "IRModule",
+           "Manifest", "MultivariantOptions", "Policy", "Variant", "__version__"]
