@@ -51,17 +51,22 @@ def _codegen(program: IRModule, options: CompileOptions, tail_calls: bool, name:
         return obj, linker.wasm_ld([obj_path], name, toolchain, verbose=verbose)
 
 
-def _folded(wasm: bytes, used: dict[str, list[Variant]]) -> dict[str, list[Variant]]:
-    """Per function, the variants whose wasm code differs from the original and every earlier body."""
-    code = parse_wasm(wasm).code_by_name()
+def _surviving(wasm: bytes, used: dict[str, list[Variant]]) -> dict[str, list[Variant]]:
+    """Per function, the variants whose code differs from the original's and every earlier
+    survivor's, both in the wasm and (where it can be decoded) in Cranelift's machine code."""
+    from mewe.inspect import native_code
+
+    levels = [parse_wasm(wasm).code_by_name(), native_code(wasm)]
+    levels = [level for level in levels if level]
     survivors = {}
     for name, variants in used.items():
-        seen = {code.get(linker.body_name(name, 0))}
+        seen = [{level.get(linker.body_name(name, 0))} for level in levels]
         survivors[name] = []
         for k, variant in enumerate(variants, 1):
-            body = code.get(linker.body_name(name, k))
-            if body not in seen:
-                seen.add(body)
+            codes = [level.get(linker.body_name(name, k)) for level in levels]
+            if all(code not in s for code, s in zip(codes, seen)):
+                for code, s in zip(codes, seen):
+                    s.add(code)
                 survivors[name].append(variant)
     return survivors
 
@@ -69,8 +74,8 @@ def _folded(wasm: bytes, used: dict[str, list[Variant]]) -> dict[str, list[Varia
 def _multivariant(program: IRModule, options: CompileOptions, mv: MultivariantOptions,
                   variants: Mapping[str, Sequence[Variant]] | None, name: str, toolchain: Toolchain,
                   verbose: bool) -> tuple[IRModule, bytes, bytes, list[FunctionReport]]:
-    """Variants, dispatchers and the discriminator linked in; variants that codegen folded into
-    an earlier body are dropped and the module linked again without them."""
+    """Variants, dispatchers and the discriminator linked in; variants that codegen (LLVM's, or
+    Cranelift's) folded into an earlier body are dropped and the module linked again without them."""
     if variants is None:
         from mewe import passes
 
@@ -82,7 +87,7 @@ def _multivariant(program: IRModule, options: CompileOptions, mv: MultivariantOp
     rt = frontends.load_ir("discriminator", discriminator, origin=str(runtime.DISCRIMINATOR))
     module, reports, used = linker.link_variants(program, variants, rt, mv)
     obj, wasm = _codegen(module, options, mv.tail_calls, name, toolchain, verbose)
-    survivors = {f: vs[:mv.variants] for f, vs in _folded(wasm, used).items()}
+    survivors = {f: vs[:mv.variants] for f, vs in _surviving(wasm, used).items()}
     folded = {f: len(used[f]) - len(survivors[f]) for f in used}  # folded, or surplus
     if any(folded.values()):
         module, second, _ = linker.link_variants(program, survivors, rt, mv)

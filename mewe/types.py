@@ -63,7 +63,7 @@ class FunctionReport:
     reason: str = ""
     variants: int = 0  # bodies behind the dispatcher, the original included
     dropped: int = 0  # variants dropped as identical IR to an earlier body
-    folded: int = 0  # candidates dropped after codegen: wasm identical to an earlier body, or beyond the count
+    folded: int = 0  # candidates dropped after codegen: code identical to an earlier body's, or beyond the count
     passes: list[list[str]] = field(default_factory=list)  # per body: the passes that made it
     code_sizes: list[int] = field(default_factory=list)  # per body: wasm code bytes in the output
 

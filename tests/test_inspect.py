@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import platform
 
 import pytest
 
@@ -30,8 +31,9 @@ def test_inspect_reports_both_levels(interp_mv):
     manifest = json.loads(interp_mv.with_name("interp.manifest.json").read_text())
     variants = sum(f["variants"] - 1 for f in manifest["functions"] if f["status"] == "dispatched")
     assert data["rates"]["overall"]["variants"] == variants > 0
-    assert data["preservation"] == 1.0  # the build dropped what codegen folded
-    assert 0.5 <= data["native_preservation"] <= 1.0
+    # The build dropped what LLVM's codegen or Cranelift folded into an earlier body.
+    assert data["preservation"] == 1.0
+    assert data["native_preservation"] == (1.0 if platform.machine() in ("x86_64", "AMD64") else None)
     assert set(data["rates"]) - {"overall"} <= {name for f in manifest["functions"] for p in f["passes"] for name in p}
     table = cli("inspect", interp_mv)
     assert table.returncode == 0 and "| **overall** |" in table.stdout.decode()
