@@ -66,6 +66,7 @@ def diversify(
             fn = Function.parse(text[start:end])
         except ValueError:
             continue  # a function the editable IR does not model keeps only its original body
+        fn.context = text  # for passes that need the module around it (opt-pipeline)
         candidates += _variants(fn, name, instances, variants, seed, passes is None, stack)
 
     result: dict[str, list[Variant]] = {}

@@ -211,6 +211,7 @@ class Function:
     blocks: list[Block]
     names: set[str] = field(default_factory=set)  # local names in use ('%x'), for `fresh`
     counter: int = 0
+    context: str = field(default="", repr=False)  # the (named) module text it came from, if known
 
     def fresh(self, base: str = "mw") -> str:
         """A local name (with '%') not yet used in this function."""
@@ -238,7 +239,7 @@ class Function:
         return counts
 
     def copy(self) -> Function:
-        return Function(self.name, self.header, [b.copy() for b in self.blocks], set(self.names), self.counter)
+        return Function(self.name, self.header, [b.copy() for b in self.blocks], set(self.names), self.counter, self.context)
 
     def __str__(self) -> str:
         lines = [self.header]

@@ -154,7 +154,7 @@ def test_pass_makes_distinct_verified_equivalent_variants(name, program, program
 def test_every_pass_applies_to_the_test_program(program):
     variants = diversify(program, variants=2, seed=3, passes=None, stack=1)
     used = {p for vs in variants.values() for v in vs for p in v.passes}
-    assert used == set(BUILTIN)
+    assert set(BUILTIN) <= used <= set(registry)  # later families (tests/test_passes_more.py) may be picked too
 
 
 def test_substitute_unfolds_multiplication_by_constants(program):

@@ -1,0 +1,92 @@
+"""`bogus-branch`: bogus control flow behind opaque predicates.
+
+A block is cut in two and the halves are joined by a branch on a predicate that always holds
+(each in OPAQUE, proven at every width by tests/test_passes_more.py) but that codegen cannot
+fold. The never-taken side computes a perturbed copy of a value the second half reads and
+re-enters it through a phi, so the junk stays live. The predicate's input is frozen: branching
+on poison would be undefined.
+"""
+
+from __future__ import annotations
+
+import random
+
+from .blocks import SplitBlocks
+from .framework import Pass, register
+from .ir import Block, Function, Instr, int_width
+from .rules import _emit, literal, parse_expr
+from .values import WIDTHS, int_values, insertion_points, rename_uses
+
+# Always 1 for every x at every width in WIDTHS.
+OPAQUE_TEXT = """
+eq (and (mul x (add x 1)) 1) 0
+eq (and (mul x (sub x 1)) 1) 0
+ult (and (mul x x) 3) 2
+ne (and (mul x x) 3) 2
+eq (and (mul (or x 1) (or x 1)) 7) 1
+eq (and (and x (sub 0 x)) (sub (and x (sub 0 x)) 1)) 0
+"""
+OPAQUE = [parse_expr(line) for line in OPAQUE_TEXT.strip().splitlines()]
+JUNK_OPS = ("add", "sub", "xor", "mul", "or", "and")
+MAX_SITES = 2
+
+
+def _tail_inputs(tail: list[Instr]) -> list[tuple[str, str]]:
+    """(value, type) of integer operands the tail reads but does not define."""
+    defined = {i.result for i in tail if i.result}
+    found = {}
+    for ins in tail:
+        if ins.text is None and ins.op not in ("br", "phi", "select") and int_width(ins.ty) in WIDTHS:
+            for a in ins.args:
+                if a.startswith("%") and a not in defined:
+                    found.setdefault(a, ins.ty)
+    return list(found.items())
+
+
+@register
+class BogusBranch(Pass):
+    name = "bogus-branch"
+    description = "adds never-taken paths behind opaque predicates, joined back through phis"
+
+    def apply(self, fn: Function, rng: random.Random) -> bool:
+        if any(i.op == "phi" and i.text is not None for i in fn.instructions()):
+            return False  # a phi the model cannot rename
+        changed = False
+        for _ in range(rng.randint(1, MAX_SITES)):
+            points = insertion_points(fn)
+            while points:  # a random point with an integer value to build the predicate from
+                b, p = points.pop(rng.randrange(len(points)))
+                inputs = _tail_inputs(fn.blocks[b].instrs[p:])
+                guards = int_values(fn, b, p) + [(v, int_width(t)) for v, t in inputs]
+                if guards:
+                    self._insert(fn, rng, b, p, inputs, guards)
+                    changed = True
+                    break
+        return changed
+
+    @staticmethod
+    def _insert(fn: Function, rng: random.Random, index: int, point: int, inputs, guards) -> None:
+        SplitBlocks._split(fn, index, point)
+        head, tail = fn.blocks[index], fn.blocks[index + 1]
+        bogus = Block(fn.fresh("bogus")[1:])
+        x, width = rng.choice(guards)
+        ty = f"i{width}"
+        frozen = fn.fresh("opq")
+        code = [Instr("freeze", frozen, text=f"freeze {ty} {x}")]
+        _emit(rng.choice(OPAQUE), {"x": frozen}, width, ty, lambda: fn.fresh("opq"), code, root=True)
+        code[-1].result = fn.fresh("opq")
+        head.instrs[-1:] = code + [Instr("br", args=[f"i1 {code[-1].result}", f"label %{tail.label}", f"label %{bogus.label}"])]
+        if inputs:  # a perturbed copy of a value the tail reads, merged back in by a phi
+            value, vty = rng.choice(inputs)
+            vwidth, junk = int_width(vty), value
+            for _ in range(rng.randint(1, 3)):
+                new = fn.fresh("junk")
+                other = x if int_width(ty) == vwidth and rng.random() < 0.3 else literal(rng.getrandbits(vwidth), vwidth)
+                bogus.instrs.append(Instr(rng.choice(JUNK_OPS), new, ty=vty, args=[junk, other]))
+                junk = new
+            merged = fn.fresh("merge")
+            for ins in tail.instrs:
+                rename_uses(ins, value, merged)
+            tail.instrs.insert(0, Instr("phi", merged, ty=vty, args=[value, f"%{head.label}", junk, f"%{bogus.label}"]))
+        bogus.instrs.append(Instr("br", args=[f"label %{tail.label}"]))
+        fn.blocks.insert(rng.randint(index + 1, len(fn.blocks)), bogus)

@@ -1,0 +1,89 @@
+"""What the code-inserting passes need to know about values: the parameters, the result type of
+common instructions, which integer values are available at a point, and where code may go.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .blocks import _split_points
+from .ir import LOCAL, Function, Instr, int_width, split_top, take_type
+
+WIDTHS = (8, 16, 32, 64)
+CASTS = frozenset("trunc zext sext fptrunc fpext fptoui fptosi uitofp sitofp ptrtoint inttoptr bitcast addrspacecast".split())
+_LOCAL_AT_END = re.compile(rf"({LOCAL})$")
+_NAME_RE = re.compile(LOCAL)
+
+
+def params(fn: Function) -> list[tuple[str, str]]:
+    """(type, name) of the function's named parameters."""
+    header = fn.header
+    start = header.index(f"@{fn.name}(") + len(fn.name) + 2
+    depth, end = 1, start
+    while depth:
+        depth += {"(": 1, ")": -1}.get(header[end], 0)
+        end += 1
+    found = []
+    for item in split_top(header[start : end - 1]):
+        if not item or item == "...":
+            continue
+        ty, rest = take_type(item)
+        m = _LOCAL_AT_END.search(rest)
+        if m:
+            found.append((ty, m.group(1)))
+    return found
+
+
+def result_type(ins: Instr) -> str | None:
+    """The type of `ins`'s result where it is easy to tell (binops, phis, compares, loads, casts)."""
+    if ins.result is None:
+        return None
+    if ins.text is None:
+        if ins.op == "icmp":
+            return "i1"
+        if ins.op == "select":
+            return take_type(ins.args[1])[0]
+        return ins.ty or None
+    words = ins.text.split(" ")
+    if ins.op == "load":
+        rest = ins.text[len("load ") :]
+        rest = rest[len("volatile ") :] if rest.startswith("volatile ") else rest
+        return take_type(rest)[0].rstrip(",")
+    if ins.op in CASTS and " to " in ins.text:
+        return take_type(ins.text.rsplit(" to ", 1)[1])[0].split(",")[0]
+    if ins.op == "freeze" and len(words) > 1:
+        return take_type(ins.text[len("freeze ") :])[0]
+    return None
+
+
+def int_values(fn: Function, block_index: int, point: int) -> list[tuple[str, int]]:
+    """(name, width) of integer values surely available before instruction `point` of a block:
+    the parameters and what the block itself computed before that point."""
+    found = [(name, w) for ty, name in params(fn) if (w := int_width(ty)) in WIDTHS]
+    for ins in fn.blocks[block_index].instrs[:point]:
+        ty = result_type(ins)
+        if ty and (w := int_width(ty)) in WIDTHS:
+            found.append((ins.result, w))
+    return found
+
+
+def insertion_points(fn: Function) -> list[tuple[int, int]]:
+    """(block, index) pairs where new straight-line code may go before instruction `index`."""
+    return [(b, p) for b in range(len(fn.blocks)) for p in _split_points(fn, b)]
+
+
+def uses(ins: Instr) -> list[str]:
+    """The local names `ins` reads (its own result excluded)."""
+    text = str(ins)
+    if ins.result:
+        text = text.split(" = ", 1)[1]
+    return _NAME_RE.findall(text)
+
+
+def rename_uses(ins: Instr, old: str, new: str) -> None:
+    """Make `ins` read `new` where it read `old`."""
+    pattern = re.compile(re.escape(old) + r"(?![-a-zA-Z$._0-9])")
+    if ins.text is not None:
+        ins.text = pattern.sub(new, ins.text)
+    else:
+        ins.args = [pattern.sub(new, a) for a in ins.args]
