@@ -52,7 +52,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     flags = {"variants": args.variants, "seed": args.seed, "passes": args.passes, "stack": args.stack,
              "include": tuple(args.only) or None, "exclude": tuple(args.skip) or None, "policy": args.policy,
              "dispatch": args.dispatch, "tail_calls": args.tail_calls, "trace": args.trace, "reseed": args.reseed,
-             "hold": args.hold}
+             "hold": args.hold, "jobs": args.jobs, "executor": args.executor, "cache": args.cache}
     multivariant = dataclasses.replace(multivariant, **{k: v for k, v in flags.items() if v is not None})
     output = args.output or Path(args.sources[0]).with_suffix(".wasm").name
     result = build(args.sources, output, options=options, multivariant=multivariant, cc=args.cc,
@@ -144,6 +144,11 @@ def make_parser() -> argparse.ArgumentParser:
     mv.add_argument("--hold", type=int, metavar="K",
                     help="keep a drawn variant for about K calls of its function (default 1: a fresh draw every call)")
     mv.add_argument("--reseed", type=int, metavar="N", help="draws between re-seeds from WASI random_get")
+    mv.add_argument("--jobs", type=int, metavar="N", help="processes making variants (default: one per CPU)")
+    mv.add_argument("--executor", metavar="URL",
+                    help="where variants are made: local (processes, default), serial, or dask://HOST:PORT (a Dask scheduler)")
+    mv.add_argument("--no-cache", dest="cache", action="store_false", default=None,
+                    help="make every variant anew (default: reuse those in the cache)")
     b.add_argument("--cc", metavar="CLANG", help="C compiler: a clang with a WASI sysroot (default: $MEWE_CC, else ziglang)")
     b.add_argument("--keep-temps", action="store_true", help="keep the linked bitcode (.bc) and object (.o) beside the output")
     b.add_argument("-v", "--verbose", action="store_true", help="print the commands run")

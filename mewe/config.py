@@ -21,7 +21,8 @@ from mewe.types import MultivariantOptions, Policy
 # Settings keys (TOML spelling) -> MultivariantOptions fields.
 KEYS = {"variants": "variants", "seed": "seed", "passes": "passes", "stack": "stack", "include": "include",
         "exclude": "exclude", "policy": "policy", "dispatch": "dispatch", "tail-calls": "tail_calls",
-        "trace": "trace", "reseed": "reseed", "hold": "hold"}
+        "trace": "trace", "reseed": "reseed", "hold": "hold", "jobs": "jobs", "executor": "executor",
+        "cache": "cache"}
 
 
 def find_settings(start: Path | None = None) -> tuple[Path | None, dict[str, Any]]:
@@ -52,6 +53,9 @@ def apply_settings(options: MultivariantOptions, settings: dict[str, Any], origi
         field = KEYS[key]
         if field == "policy":
             value = Policy.parse(str(value))
+        elif field == "executor":
+            if not isinstance(value, str):
+                raise MeweError(f"{origin}: '{key}' must be a string")
         elif field in ("passes", "include", "exclude"):
             if isinstance(value, str):
                 value = [v.strip() for v in value.split(",") if v.strip()]

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from mewe import frontends, linker, runtime
+from mewe import executors, frontends, linker, runtime
 from mewe.errors import MeweError
 from mewe.fsutil import write_atomic
 from mewe.toolchain import Toolchain, find_toolchain
@@ -81,7 +81,8 @@ def _multivariant(program: IRModule, options: CompileOptions, mv: MultivariantOp
 
         # Twice as many candidates as wanted: codegen folds some back into earlier bodies.
         variants = passes.diversify(program, variants=OVERGENERATE * mv.variants, seed=mv.seed, passes=mv.passes,
-                                    stack=mv.stack, include=mv.include, exclude=mv.exclude)
+                                    stack=mv.stack, include=mv.include, exclude=mv.exclude, jobs=mv.jobs,
+                                    executor=mv.executor, cache=mv.cache)
     discriminator = frontends.compile_c(runtime.DISCRIMINATOR, CompileOptions(defines=runtime.discriminator_defines(mv)),
                                         toolchain, verbose=verbose)
     rt = frontends.load_ir("discriminator", discriminator, origin=str(runtime.DISCRIMINATOR))
@@ -136,6 +137,9 @@ def build(
         raise MeweError("--reseed must be at least 1")
     if not 1 <= multivariant.hold <= 1 << 30:
         raise MeweError("--hold must be between 1 and 2**30")
+    if multivariant.jobs < 1:
+        raise MeweError("--jobs must be at least 1")
+    executors.parse(multivariant.executor)
     paths = [Path(s) for s in sources]
     for p in paths:  # report missing inputs before running any tool
         if not p.exists():

@@ -7,6 +7,7 @@ boundaries (llvmlite's global context is not thread-safe; parallelism uses proce
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -152,6 +153,10 @@ class MultivariantOptions:
     trace: bool = False  # record (function, variant) for every dispatch
     hold: int = 1  # calls a drawn variant is kept for, on average (1: a fresh draw on every call)
     reseed: int = 65536  # draws between re-seeds from WASI random_get
+    # Where variants are made (none of these changes the output):
+    jobs: int = field(default_factory=lambda: os.cpu_count() or 1)  # worker processes
+    executor: str | None = None  # None: local processes if worth it; "local", "serial", "dask://HOST:PORT"
+    cache: bool = True  # reuse variants made before (under mewe.fsutil.cache_dir("variants"))
 
 
 @dataclass(frozen=True)

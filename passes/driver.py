@@ -1,27 +1,38 @@
 """`diversify`: every selected function of a module into verified, distinct variants.
 
 Each variant starts from a copy of the function and runs a pipeline of passes with its own
-`random.Random(f"{seed}:{function}:{k}")`, so output depends only on the inputs. Variants are
-verified in one batch: each is added to the module under a fresh name, and the module is
-parsed and verified once (bisecting only if something fails).
+`random.Random(f"{seed}:{function}:{k}")`, so output depends only on the inputs. That makes
+functions independent tasks: they run on an executor (local processes by default, or a Dask
+cluster; see `mewe.executors`) and their variants are cached on disk by everything they
+depend on (`mewe.passes.cache`); results are merged in the module's order, so the output is
+the same whatever ran them. Variants are verified here, in one batch: each is added to the
+module under a fresh name, and the module is parsed and verified once (bisecting only if
+something fails).
 """
 
 from __future__ import annotations
 
 import fnmatch
+import functools
 import random
 import re
+import threading
+from dataclasses import dataclass
 from typing import Sequence
 
+from mewe import executors
 from mewe.errors import MeweError
 from mewe.llvmir import parse_module
 from mewe.types import IRModule, Variant
 
-from .framework import Pass, load_plugins, registry
+from . import cache as disk
+from .framework import Pass, _plugins, load_plugins, registry
 from .ir import Function, function_spans, name_values
 
 ATTEMPTS_PER_VARIANT = 3  # tries per requested variant before a function is deemed exhausted
 _COMDAT_RE = re.compile(r" comdat(\(\$[^)]*\))?")
+_SOURCE_RE = re.compile(r"^(; ModuleID = |source_filename = ).*$", re.M)
+_LOCK = threading.Lock()  # a Dask worker may run tasks in threads; LLVM and z3 get one at a time
 
 
 def selected(name: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
@@ -30,6 +41,19 @@ def selected(name: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
     if include and not any(fnmatch.fnmatchcase(name, p) for p in include):
         return False
     return not any(fnmatch.fnmatchcase(name, p) for p in exclude)
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """What every function's task shares (it travels to the workers once per batch)."""
+
+    passes: tuple[str, ...]
+    random_mode: bool
+    stack: int
+    seed: int
+    count: int
+    context: str  # the named module text, for passes that read fn.context
+    cache: bool
 
 
 def diversify(
@@ -41,39 +65,101 @@ def diversify(
     stack: int = 2,
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
+    jobs: int | None = None,
+    executor: str | None = None,
+    cache: bool = True,
 ) -> dict[str, list[Variant]]:
     """Up to `variants` variants of every defined function of `module` (by original name).
 
     `passes` is a pipeline of pass names applied in order; None picks `stack` passes at random
     for each variant (from those that apply). Functions no pass changes get no entry.
+    `executor` and `jobs` say where functions are diversified (`mewe.executors`); with
+    `cache`, functions diversified before with the same settings are not diversified again.
     """
     load_plugins()
-    names = list(passes) if passes is not None else sorted(registry)
+    names = tuple(passes) if passes is not None else tuple(sorted(registry))
     unknown = [n for n in names if n not in registry]
     if unknown:
         raise MeweError(f"unknown pass '{unknown[0]}' (`mewe passes` lists them)")
-    instances = {n: registry[n]() for n in names}
+    local_only = [n for n in names if not registry[n].__module__.startswith(__package__ + ".") and n not in _plugins]
+    if local_only:  # registered at run time: other processes do not have it
+        if executor not in (None, executors.SERIAL):
+            raise MeweError(f"pass '{local_only[0]}' is not built in or a plugin, so it cannot run on executor '{executor}'")
+        executor = executors.SERIAL
+    executors.parse(executor)  # a bad executor is an error even when every function is cached
 
     mod = parse_module(module.bitcode, verify=False)  # a fresh context: struct type names as in any other parse
     name_values(mod)
     text = str(mod)
-    candidates: list[Variant] = []
-    for spelled, (start, end) in function_spans(text).items():
-        name = spelled.strip('"')
-        if not selected(name, include, exclude):
-            continue
-        try:
-            fn = Function.parse(text[start:end])
-        except ValueError:
-            continue  # a function the editable IR does not model keeps only its original body
-        fn.context = text  # for passes that need the module around it (opt-pipeline)
-        candidates += _variants(fn, name, instances, variants, seed, passes is None, stack)
+    spans = function_spans(text)
+    functions = [(n.strip('"'), text[start:end]) for n, (start, end) in spans.items() if selected(n.strip('"'), include, exclude)]
+    settings = _Settings(names, passes is None, stack, seed, variants, text, cache)
+    context = disk.digest(_skeleton(text, spans)) if any(registry[n].uses_context for n in names) else ""
+    keys = [_key(settings, name, body, context) for name, body in functions]
 
+    made: list[list[Variant] | None] = [_load(key, name) if cache else None for key, (name, _) in zip(keys, functions)]
+    todo = [i for i, vs in enumerate(made) if vs is None]
+    fresh = executors.map_batches(functools.partial(_diversify_batch, settings), [functions[i] for i in todo],
+                                  executor=executor, jobs=jobs, desc="variants")
+    for i, vs in zip(todo, fresh):
+        made[i] = vs
+        if cache:
+            disk.store("", keys[i], [[v.ir, list(v.passes)] for v in vs])
+
+    candidates = [v for vs in made for v in vs]
     result: dict[str, list[Variant]] = {}
     for variant, ok in zip(candidates, verify_variants(text, candidates)):
         if ok:
             result.setdefault(variant.function, []).append(variant)
     return result
+
+
+def _diversify_batch(settings: _Settings, functions: list[tuple[str, str]]) -> list[list[Variant]]:
+    """The candidate variants of each (name, text) function: one task's work, in any process."""
+    with _LOCK, disk.enabled(settings.cache):
+        load_plugins()
+        instances = {n: registry[n]() for n in settings.passes}
+        out = []
+        for name, body in functions:
+            try:
+                fn = Function.parse(body)
+            except ValueError:
+                out.append([])  # a function the editable IR does not model keeps only its original body
+                continue
+            fn.context = settings.context  # for passes that need the module around it (opt-pipeline)
+            out.append(_variants(fn, name, instances, settings.count, settings.seed, settings.random_mode,
+                                 settings.stack))
+        return out
+
+
+def _key(settings: _Settings, name: str, body: str, context: str) -> str:
+    """The cache key of one function's candidates: its text, the settings, the code that makes
+    them and `context`, the digest of what passes reading the module may depend on."""
+    modules = tuple(sorted({registry[n].__module__ for n in settings.passes}))
+    return disk.digest("variants", disk.code_version(modules), name, body, context, settings.passes,
+                       settings.random_mode, settings.stack, settings.seed, settings.count)
+
+
+def _skeleton(text: str, spans: dict[str, tuple[int, int]]) -> str:
+    """`text` without its function bodies and source file name: what a pass reading fn.context
+    may depend on. Blocks whose address is taken make bodies part of other functions' context."""
+    if "blockaddress(" in text:
+        return text
+    pieces, last = [], 0
+    for start, end in sorted(spans.values()):
+        pieces += [text[last:start], text[start : text.index("\n", start)]]
+        last = end
+    return _SOURCE_RE.sub("", "".join(pieces) + text[last:])
+
+
+def _load(key: str, name: str) -> list[Variant] | None:
+    """The cached candidates under `key`, or None if there are none (or the entry is damaged)."""
+    entry = disk.load("", key)
+    if not isinstance(entry, list) or not all(
+            isinstance(e, list) and len(e) == 2 and isinstance(e[0], str) and isinstance(e[1], list)
+            and all(isinstance(p, str) for p in e[1]) for e in entry):
+        return None
+    return [Variant(name, ir, tuple(applied)) for ir, applied in entry]
 
 
 def _variants(fn: Function, name: str, instances: dict[str, Pass], count: int, seed: int,

@@ -20,10 +20,14 @@ class Pass:
 
     Subclasses set `name` and a one-line `description`, and implement `apply`, which mutates
     `fn` in place using only `rng` for its choices and returns whether it changed anything.
+    A pass that reads `fn.context` (the module's text) sets `uses_context`; it may depend on
+    the module's globals, declarations and attributes, not on other functions' bodies (cached
+    variants are keyed by those, so editing one function regenerates only its variants).
     """
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    uses_context: ClassVar[bool] = False
 
     def apply(self, fn: Function, rng: random.Random) -> bool:
         raise NotImplementedError

@@ -132,6 +132,7 @@ def _optimize(fn: Function, passes: list[str]) -> str | None:
 class OptPipeline(Pass):
     name = "opt-pipeline"
     description = "runs a random short sequence of LLVM function passes over the function"
+    uses_context = True
 
     def apply(self, fn: Function, rng: random.Random) -> bool:
         if not fn.context:

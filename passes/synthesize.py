@@ -2,18 +2,19 @@
 
 An expression is a binop whose operands come from one or two other binops (constants and other
 values are its leaves). Its *shape* (width, operators, constants, leaves renamed x0, x1, ...)
-is synthesized once per process: candidates are enumerated bottom-up over a small grammar,
-deduplicated by their values on sample inputs, and completed meet-in-the-middle (a root
-add/sub/xor whose other operand is looked up by value); those matching the samples are proven
-with z3. Poison cannot arise (the replacement carries no nsw/nuw/exact, and never shifts by the
-width or more, so it is defined wherever the source is). The work per application is bounded
-by counts, not a clock, so the result depends only on the seed.
+is synthesized once (in memory per process, and on disk in the passes' cache): candidates are
+enumerated bottom-up over a small grammar, deduplicated by their values on sample inputs, and
+completed meet-in-the-middle (a root add/sub/xor whose other operand is looked up by value);
+those matching the samples are proven with z3. Poison cannot arise (the replacement carries no
+nsw/nuw/exact, and never shifts by the width or more, so it is defined wherever the source is).
+The work per application is bounded by counts, not a clock, so the result depends only on the seed.
 """
 
 from __future__ import annotations
 
 import random
 
+from . import cache
 from .framework import Pass, register
 from .ir import Function, Instr, int_width
 from .rules import Expr, NotApplicable, _emit, const_value, fold
@@ -194,19 +195,38 @@ def prove_equal(source: Expr, target: Expr, width: int, rlimit: int = Z3_RLIMIT)
 
 
 def alternatives(shape: Expr, width: int, nvars: int) -> list[Expr]:
-    """Proven equivalents of `shape` (cached by shape)."""
+    """Proven equivalents of `shape` (cached by shape, in memory and on disk)."""
     key = (width, shape)
     if key not in _cache:
-        proven = []
-        candidates = enumerate_candidates(shape, width, nvars)
-        random.Random(repr(key)).shuffle(candidates)  # a spread, not only the smallest
-        for cand in candidates[:MAX_TRIES]:
-            if prove_equal(shape, cand, width):
-                proven.append(cand)
-                if len(proven) == MAX_PROOFS:
-                    break
+        disk_key = cache.digest("synthesize", cache.code_version(), width, shape, nvars)
+        proven = _exprs(cache.load("proofs", disk_key))
+        if proven is None:
+            proven = []
+            candidates = enumerate_candidates(shape, width, nvars)
+            random.Random(repr(key)).shuffle(candidates)  # a spread, not only the smallest
+            for cand in candidates[:MAX_TRIES]:
+                if prove_equal(shape, cand, width):
+                    proven.append(cand)
+                    if len(proven) == MAX_PROOFS:
+                        break
+            cache.store("proofs", disk_key, proven)
         _cache[key] = proven
     return _cache[key]
+
+
+def _exprs(stored) -> list[Expr] | None:
+    """Expressions back from JSON (lists again tuples); None if `stored` is not a list of them."""
+    def expr(e):
+        if isinstance(e, list) and len(e) == 3 and e[0] in SOURCE_OPS:
+            return (e[0], expr(e[1]), expr(e[2]))
+        if isinstance(e, (int, str)) and not isinstance(e, bool):
+            return e
+        raise ValueError(e)
+
+    try:
+        return [expr(e) for e in stored] if isinstance(stored, list) else None
+    except ValueError:
+        return None
 
 
 def _dag(root: Instr, defs: dict[str, Instr], width: int) -> tuple[Expr, list[str]] | None:

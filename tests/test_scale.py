@@ -1,0 +1,143 @@
+"""Throughput machinery: executors (serial, local processes, Dask) give the same bytes; the
+variant cache regenerates only what changed and shrugs off damaged entries; bad executors are
+one-line errors."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+import mewe
+from mewe import executors, frontends, linker
+from mewe.errors import MeweError
+from mewe.fsutil import cache_dir
+from mewe.passes import diversify, driver
+from mewe.toolchain import find_toolchain
+
+from conftest import EXAMPLES, mewe as run_cli
+
+INTERP = EXAMPLES / "interp.c"
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    """A fresh variant cache (worker processes started afterwards inherit it); the wasi-libc
+    that zig built stays where it is."""
+    path = tmp_path / "cache"
+    path.mkdir()
+    (path / "zig").symlink_to(cache_dir("zig"), target_is_directory=True)
+    monkeypatch.setenv("MEWE_CACHE_DIR", str(path))
+    return path / "variants"
+
+
+def _build(directory: Path, **options) -> tuple[bytes, bytes]:
+    directory.mkdir()
+    mv = mewe.MultivariantOptions(variants=3, seed=5, **options)
+    result = mewe.build([INTERP], directory / "interp.wasm", multivariant=mv)  # one name: it is in the module
+    return result.output.read_bytes(), result.manifest_path.read_bytes()
+
+
+def test_every_executor_gives_the_same_bytes(tmp_path, cache):
+    from distributed import LocalCluster
+
+    serial = _build(tmp_path / "serial", executor="serial", cache=False)
+    local = _build(tmp_path / "local", executor="local", jobs=2, cache=False)
+    with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None) as cluster:
+        address = cluster.scheduler_address.removeprefix("tcp://")
+        dask = _build(tmp_path / "dask", executor=f"dask://{address}", cache=False)
+    assert serial == local == dask
+    assert not cache.exists()  # cache=False wrote nothing
+    assert _build(tmp_path / "cached", executor="serial") == serial  # made through the cache
+
+
+def _module(source: Path):
+    return linker.link_modules([frontends.load_source(source, mewe.CompileOptions(), find_toolchain())])
+
+
+def _counting(monkeypatch) -> list[str]:
+    """The names of the functions diversified (not taken from the cache) from now on."""
+    made: list[str] = []
+    original = driver._variants
+
+    def counted(fn, name, *args):
+        made.append(name)
+        return original(fn, name, *args)
+
+    monkeypatch.setattr(driver, "_variants", counted)
+    return made
+
+
+def test_the_cache_regenerates_only_what_changed(tmp_path, cache, monkeypatch):
+    made = _counting(monkeypatch)
+    run = dict(variants=4, seed=3, executor="serial")
+    first = diversify(_module(INTERP), **run)
+    entries = sorted(cache.glob("*.json"))
+    assert len(made) == len(entries) > 10
+
+    made.clear()
+    assert diversify(_module(INTERP), **run) == first
+    assert made == []  # every function from the cache
+
+    changed = tmp_path / "interp.c"
+    changed.write_text(INTERP.read_text().replace("n < 2 ? n", "n < 3 ? n", 1))
+    second = diversify(_module(changed), **run)
+    assert made == ["fib_rec"]
+    assert {f: v for f, v in second.items() if f != "fib_rec"} == {f: v for f, v in first.items() if f != "fib_rec"}
+
+    made.clear()
+    assert diversify(_module(INTERP), **dict(run, seed=4)) != first  # the seed is in the key
+    assert len(made) == len(entries)
+    assert (cache / "proofs").is_dir()  # synthesize's proofs are cached too
+
+
+def test_a_damaged_cache_entry_is_made_again(cache, monkeypatch):
+    from mewe.passes import synthesize
+
+    made = _counting(monkeypatch)
+    run = dict(variants=2, seed=9, executor="serial", include=["op_*"])
+    first = diversify(_module(INTERP), **run)
+    entries = sorted(cache.glob("*.json"))
+    entries[0].write_text('{"truncated": ')
+    entries[1].write_text('[["define i32 @f() {", 7]]')
+    for proof in (cache / "proofs").glob("*.json"):
+        proof.write_text("[[1, 2]]")
+    monkeypatch.setattr(synthesize, "_cache", {})  # proofs from the disk, not from this process
+    made.clear()
+    assert diversify(_module(INTERP), **run) == first
+    assert len(made) == 2
+    assert json.loads(entries[0].read_text())  # and repaired
+
+
+@pytest.mark.parametrize("url", ["dask:/host:8786", "ftp://host:1", "dask://host:port", "dask://", "threads"])
+def test_a_bad_executor_is_an_error(url):
+    with pytest.raises(MeweError, match="invalid executor"):
+        executors.parse(url)
+
+
+def test_an_unreachable_scheduler_is_one_line(tmp_path, cache, monkeypatch):
+    monkeypatch.setattr(executors, "DASK_CONNECT_TIMEOUT", 2)
+    with pytest.raises(MeweError, match=r"cannot reach the Dask scheduler at tcp://127\.0\.0\.1:9") as err:
+        diversify(_module(INTERP), variants=1, seed=0, executor="dask://127.0.0.1:9")
+    assert "\n" not in str(err.value)
+
+
+def test_bad_build_options_fail_before_compiling(tmp_path):
+    for flags, message in ((["--executor", "dask:/x"], "invalid executor 'dask:/x'"), (["--jobs", "0"], "--jobs must be at least 1")):
+        res = run_cli("build", tmp_path / "missing.c", "--variants", "1", *flags, cwd=tmp_path)
+        assert res.returncode == 1 and res.stderr.startswith(f"mewe: error: {message}"), res.stderr
+        assert res.stderr.count("\n") == 1
+
+
+def test_the_progress_bar_only_in_a_terminal(monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    items = list(range(executors.PROGRESS_MIN))
+    for stream, shown in ((io.StringIO(), False), (Terminal(), True)):
+        monkeypatch.setattr("sys.stderr", stream)
+        assert executors.map_batches(list, items, executor="serial", desc="variants") == items
+        assert ("variants" in stream.getvalue()) == shown
