@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import llvmlite.binding as llvm
-
 from mewe.errors import MeweError
-from mewe.llvmir import llvm_error, parse_module
+from mewe.llvmir import llvm_error, new_context, parse_module
 from mewe.types import IRModule
 
 
@@ -16,7 +14,7 @@ def link_modules(modules: list[IRModule], name: str = "program") -> IRModule:
     if len(modules) == 1:
         return modules[0]
     first, *rest = modules
-    context = llvm.create_context()
+    context = new_context()
     merged = parse_module(first.bitcode, context=context)
     for other in rest:
         # link_in consumes the module it links, so each is parsed fresh (into the same context).

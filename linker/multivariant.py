@@ -16,7 +16,7 @@ from typing import Mapping, Sequence
 import llvmlite.binding as llvm
 
 from mewe.errors import MeweError
-from mewe.llvmir import llvm_error, parse_module
+from mewe.llvmir import llvm_error, new_context, parse_module
 from mewe.types import FunctionReport, IRModule, MultivariantOptions, Variant
 
 from .irtext import PLACEMENT, Definition, Header, ModuleText, Unsupported, abi_only, parse_header, quote_name, tokens
@@ -284,7 +284,7 @@ def link_variants(
         plans.append(plan)
         reports[name] = plan.report
 
-    context = llvm.create_context()
+    context = new_context()
     mod = _link_checked(mt, plans, options, reports, context)  # dispatcher ids follow `names`
     mod.link_in(parse_module(runtime.bitcode, context=context))
     _inline_discriminator(mod)

@@ -3,6 +3,11 @@
 Each parse gets a fresh LLVM context: named struct types live in a context, and a second
 module parsed into the same one would print `%struct.S` as `%struct.S.0`, so IR text taken
 from one parse would not fit another. llvmlite is not thread-safe: call from one thread.
+
+A context must outlive its modules, but when a module and its context become garbage together
+(a reference cycle, a traceback), Python may finalize the context first and LLVM then frees the
+module from freed memory. So contexts made here are disposed only once they have been released
+and every module parsed into them is closed.
 """
 
 from __future__ import annotations
@@ -23,16 +28,63 @@ def llvm_error(exc: Exception) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
+class _Lifetime:
+    """Counts a context's open modules; disposes the context after the last, once released."""
+
+    def __init__(self, pointer):
+        self.pointer, self.modules, self.released = pointer, 0, False
+
+    def release(self) -> None:
+        self.released = True
+        self._maybe_dispose()
+
+    def module_closed(self) -> None:
+        self.modules -= 1
+        self._maybe_dispose()
+
+    def _maybe_dispose(self) -> None:
+        if self.released and self.modules == 0 and self.pointer is not None:
+            pointer, self.pointer = self.pointer, None
+            llvm.ffi.lib.LLVMPY_ContextDispose(pointer)
+
+
+def new_context() -> llvm.ContextRef:
+    """A fresh LLVM context whose disposal waits for the modules parsed into it."""
+    context = llvm.create_context()
+    context._mewe_lifetime = life = _Lifetime(context._ptr)
+    context._dispose = life.release
+    return context
+
+
+def _track(module: llvm.ModuleRef, context: llvm.ContextRef) -> None:
+    life = getattr(context, "_mewe_lifetime", None)
+    if life is None:
+        return
+    life.modules += 1
+    close = module.close
+
+    def close_then_count() -> None:
+        if module.closed:
+            return
+        try:
+            close()
+        finally:
+            life.module_closed()
+
+    module.close = close_then_count
+
+
 def parse_module(data: bytes | str, *, context: llvm.ContextRef | None = None, verify: bool = True) -> llvm.ModuleRef:
     """Parse IR text or bitcode (told apart by the bitcode magic) into a fresh (or the given) context.
 
     Raises RuntimeError from llvmlite on bad IR; callers turn it into a MeweError with their context.
     """
-    ctx = context or llvm.create_context()
+    ctx = context or new_context()
     if isinstance(data, bytes) and data[:4] in BITCODE_MAGIC:
         mod = llvm.parse_bitcode(data, context=ctx)
     else:
         mod = llvm.parse_assembly(data.decode("utf-8") if isinstance(data, bytes) else data, context=ctx)
+    _track(mod, ctx)
     if verify:
         mod.verify()
     return mod

@@ -95,3 +95,18 @@ def test_verbose_prints_commands(tmp_path):
     res = cli("build", "-v", EXAMPLES / "hash.c", "-o", tmp_path / "h.wasm")
     assert res.returncode == 0
     assert "-emit-llvm" in res.stderr and "wrote" in res.stderr
+
+
+def test_modules_and_contexts_collected_together_do_not_crash():
+    """A module and its fresh context freed in one garbage cycle, in either order."""
+    import gc
+
+    from mewe.llvmir import new_context, parse_module
+
+    for _ in range(200):  # with llvmlite's own contexts this segfaults
+        context = new_context()
+        mod = parse_module("define i32 @f(i32 %x) {\n  %y = add i32 %x, 1\n  ret i32 %y\n}\n", context=context)
+        holder = {"module": mod, "context": context}
+        holder["self"] = mod._cycle = context._cycle = holder
+        del mod, context, holder
+    gc.collect()
