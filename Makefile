@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml
 # The main job: build an example service with mewe and run it.
 demo: $(STAMP)
 	mkdir -p build
-	$(BIN)/mewe build examples/base64.c -o build/base64.wasm
+	$(BIN)/mewe build examples/base64.c --variants 4 -o build/base64.wasm
+	$(BIN)/mewe inspect build/base64.wasm
 	printf 'multivariant edge' | $(BIN)/mewe run build/base64.wasm
 
 test: $(STAMP)
