@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from mewe.llvmir import split_top
+
 OPEN, CLOSE = "([{<", ")]}>"
 LINKAGES = {"private", "internal", "available_externally", "linkonce", "weak", "common", "appending",
             "extern_weak", "linkonce_odr", "weak_odr", "external"}
@@ -43,27 +45,6 @@ def tokens(text: str) -> list[str]:
         cur.append(ch)
     if cur:
         out.append("".join(cur))
-    return out
-
-
-def split_top(text: str, sep: str = ",") -> list[str]:
-    """Split on `sep` outside brackets and quotes."""
-    out, depth, start, quoted = [], 0, 0, False
-    for i, ch in enumerate(text):
-        if quoted:
-            quoted = ch != '"'
-        elif ch == '"':
-            quoted = True
-        elif ch in OPEN:
-            depth += 1
-        elif ch in CLOSE:
-            depth -= 1
-        elif ch == sep and depth == 0:
-            out.append(text[start:i].strip())
-            start = i + 1
-    tail = text[start:].strip()
-    if tail or out:
-        out.append(tail)
     return out
 
 
@@ -170,7 +151,7 @@ def parse_header(line: str) -> Header:
             break
     params_text, rest = line[m.end():i], line[i + 1:].rstrip()[:-1]
     params, varargs = [], False
-    for ptext in split_top(params_text):
+    for ptext in split_top(params_text) if params_text.strip() else []:
         if ptext == "...":
             varargs = True
             continue

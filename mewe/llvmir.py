@@ -19,6 +19,25 @@ from mewe.errors import MeweError
 BITCODE_MAGIC = (b"BC\xc0\xde", b"\xde\xc0\x17\x0b")
 
 
+def split_top(text: str) -> list[str]:
+    """Split at commas outside brackets and quotes: `i32 %a, <2 x i8> <i8 1, i8 2>` -> 2 items."""
+    items, depth, start, quoted = [], 0, 0, False
+    for i, ch in enumerate(text):
+        if ch == '"':
+            quoted = not quoted
+        elif quoted:
+            continue
+        elif ch in "([{<":
+            depth += 1
+        elif ch in ")]}>":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            items.append(text[start:i].strip())
+            start = i + 1
+    items.append(text[start:].strip())
+    return items
+
+
 def llvm_error(exc: Exception) -> str:
     """The line of an llvmlite error that says what is wrong, without its position prefix."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import llvmlite.binding as llvm
 
+from mewe.llvmir import split_top  # noqa: F401  (passes import it from here)
+
 LOCAL = r'%(?:[-a-zA-Z$._0-9]+|"[^"]*")'
 _LOCAL_RE = re.compile(LOCAL)
 _RESULT_RE = re.compile(rf"({LOCAL}) = (.*)")
@@ -32,25 +34,6 @@ def int_width(ty: str) -> int | None:
     """The bit width of a scalar integer type (`i32` -> 32), else None."""
     m = _INT_TYPE_RE.fullmatch(ty)
     return int(m.group(1)) if m else None
-
-
-def split_top(text: str) -> list[str]:
-    """Split at commas outside brackets and quotes: `i32 %a, <2 x i8> <i8 1, i8 2>` -> 2 items."""
-    items, depth, start, quoted = [], 0, 0, False
-    for i, ch in enumerate(text):
-        if ch == '"':
-            quoted = not quoted
-        elif quoted:
-            continue
-        elif ch in "([{<":
-            depth += 1
-        elif ch in ")]}>":
-            depth -= 1
-        elif ch == "," and depth == 0:
-            items.append(text[start:i].strip())
-            start = i + 1
-    items.append(text[start:].strip())
-    return items
 
 
 def take_type(text: str) -> tuple[str, str]:
