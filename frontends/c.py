@@ -28,4 +28,10 @@ def compile_c(source: Path, options: CompileOptions, toolchain: Toolchain, *, ve
         proc = toolchain.run(argv, what=f"{source}: compilation", verbose=verbose)
         if proc.stderr:  # warnings: show them as a compiler would
             sys.stderr.write(proc.stderr)
+        if options.dependency_flags:
+            # zig cc loses its -emit-llvm output when asked for a dependency file; the
+            # preprocessor writes the same file on its own.
+            pre = toolchain.command(*toolchain.cflags, *cflags(options), *options.dependency_flags, "-E", str(source),
+                                    "-o", str(Path(tmp) / "preprocessed.i"))
+            toolchain.run(pre, what=f"{source}: dependency file", verbose=verbose)
         return out.read_bytes()

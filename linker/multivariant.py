@@ -10,6 +10,7 @@ tables and initialisers, exports, aliases) reaches the dispatcher.
 from __future__ import annotations
 
 import re
+import zlib
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -32,6 +33,12 @@ FORWARD_BY_COPY = ("byval", "inalloca", "preallocated")  # wasm cannot tail-call
 
 def body_name(function: str, index: int) -> str:
     return f"{function}.mewe.{index}"
+
+
+def unit_dispatch_id(unit: str, function: str) -> int:
+    """A dispatcher's trace id under separate compilation: units are numbered nowhere, so the id
+    is a hash of the unit and function names (31 bits; the final link checks for collisions)."""
+    return zlib.crc32(f"{unit}\0{function}".encode()) & 0x7FFFFFFF
 
 
 @dataclass
@@ -258,12 +265,18 @@ def link_variants(
     variants: Mapping[str, Sequence[Variant]],
     runtime: IRModule,
     options: MultivariantOptions,
+    *,
+    unit: str | None = None,
 ) -> tuple[IRModule, list[FunctionReport], dict[str, list[Variant]]]:
     """Merge `variants` into `program`, add a dispatcher per function, link the `runtime` in.
 
     Returns the multivariant module, a report per defined function of `program`, and per
     dispatched function the distinct variants behind `f.mewe.1`, `f.mewe.2`, ... in order.
     A function the linker cannot forward correctly is left as it was and reported as skipped.
+
+    Whole-program builds number dispatchers 0, 1, ...; for a translation unit of a separate
+    compilation (`unit` names it) the `runtime` is the discriminator's fast path only, made
+    internal once inlined, and trace ids are `unit_dispatch_id`s.
     """
     mt = ModuleText.parse(str(parse_module(program.bitcode)))
     twice = _returns_twice(mt)
@@ -285,20 +298,23 @@ def link_variants(
         reports[name] = plan.report
 
     context = new_context()
-    mod = _link_checked(mt, plans, options, reports, context)  # dispatcher ids follow `names`
+    mod = _link_checked(mt, plans, options, reports, context, unit)  # dispatcher ids follow `names`
     mod.link_in(parse_module(runtime.bitcode, context=context))
     _inline_discriminator(mod)
+    if unit is not None:  # every unit has its copy; the runtime archive has the shared one
+        mod.get_function(CHOOSE).linkage = llvm.Linkage.internal
     mod.verify()
     used = {p.report.name: p.variants for p in plans}
     return IRModule(program.name, mod.as_bitcode()), [reports[n] for n in names], used
 
 
 def _link_checked(mt: ModuleText, plans: list[_Plan], options: MultivariantOptions,
-                  reports: dict[str, FunctionReport], context: llvm.ContextRef) -> llvm.ModuleRef:
+                  reports: dict[str, FunctionReport], context: llvm.ContextRef, unit: str | None) -> llvm.ModuleRef:
     """Parse the rewritten module; if it does not verify, find the functions at fault and skip them."""
     def number(ps: list[_Plan]) -> None:
         for i, p in enumerate(ps):
-            p.dispatch_id = i
+            p.dispatch_id = i if unit is None else unit_dispatch_id(unit, p.report.name)
+            p.report.dispatch_id = p.dispatch_id
 
     number(plans)
     try:

@@ -104,7 +104,7 @@ def preservation(module: str | Path, manifest: str | Path | None = None, *, nati
     code = wasm.code_by_name()
     machine = native_code(data) if native else {}
     report = Preservation(path.name)
-    for name, count in dispatchers:
+    for name, count, _ in dispatchers:
         names = [f"{name}.mewe.{k}" for k in range(count)]
         wasm_flags = _distinct_flags([code.get(n) for n in names])
         native_flags = _distinct_flags([machine.get(n) for n in names]) if machine else [None] * count

@@ -51,13 +51,19 @@ def _codegen(program: IRModule, options: CompileOptions, tail_calls: bool, name:
         return obj, linker.wasm_ld([obj_path], name, toolchain, verbose=verbose)
 
 
-def _surviving(wasm: bytes, used: dict[str, list[Variant]]) -> dict[str, list[Variant]]:
-    """Per function, the variants whose code differs from the original's and every earlier
-    survivor's, both in the wasm and (where it can be decoded) in Cranelift's machine code."""
+def _code_levels(obj: bytes, wasm: bytes | None) -> list[dict]:
+    """Function name -> code, at each level variants are compared: the linked module's wasm and
+    Cranelift's machine code, or for a translation unit (no `wasm`) its object's wasm code."""
+    if wasm is None:
+        return [parse_wasm(obj).code_by_name()]
     from mewe.inspect import native_code
 
-    levels = [parse_wasm(wasm).code_by_name(), native_code(wasm)]
-    levels = [level for level in levels if level]
+    return [level for level in (parse_wasm(wasm).code_by_name(), native_code(wasm)) if level]
+
+
+def _surviving(levels: list[dict], used: dict[str, list[Variant]]) -> dict[str, list[Variant]]:
+    """Per function, the variants whose code differs from the original's and every earlier
+    survivor's at every level."""
     survivors = {}
     for name, variants in used.items():
         seen = [{level.get(linker.body_name(name, 0))} for level in levels]
@@ -71,28 +77,47 @@ def _surviving(wasm: bytes, used: dict[str, list[Variant]]) -> dict[str, list[Va
     return survivors
 
 
+def discriminator(mv: MultivariantOptions, toolchain: Toolchain, *, fast_path_only: bool = False,
+                  verbose: bool = False) -> IRModule:
+    """The runtime's discriminator as IR: all of it, or only the fast path a translation unit inlines."""
+    defines = runtime.discriminator_defines(mv) + (("MEWE_FAST_PATH_ONLY",) if fast_path_only else ())
+    bitcode = frontends.compile_c(runtime.DISCRIMINATOR, CompileOptions(defines=defines), toolchain, verbose=verbose)
+    return frontends.load_ir("discriminator", bitcode, origin=str(runtime.DISCRIMINATOR))
+
+
+def make_variants(program: IRModule, mv: MultivariantOptions) -> dict[str, list[Variant]]:
+    """Candidate variants of every function of `program`: twice as many as wanted, since
+    codegen folds some back into earlier bodies."""
+    from mewe import passes
+
+    return passes.diversify(program, variants=OVERGENERATE * mv.variants, seed=mv.seed, passes=mv.passes,
+                            stack=mv.stack, include=mv.include, exclude=mv.exclude, jobs=mv.jobs,
+                            executor=mv.executor, cache=mv.cache)
+
+
 def _multivariant(program: IRModule, options: CompileOptions, mv: MultivariantOptions,
                   variants: Mapping[str, Sequence[Variant]] | None, name: str, toolchain: Toolchain,
-                  verbose: bool) -> tuple[IRModule, bytes, bytes, list[FunctionReport]]:
+                  verbose: bool, unit: str | None = None) -> tuple[IRModule, bytes, bytes | None, list[FunctionReport]]:
     """Variants, dispatchers and the discriminator linked in; variants that codegen (LLVM's, or
-    Cranelift's) folded into an earlier body are dropped and the module linked again without them."""
-    if variants is None:
-        from mewe import passes
+    Cranelift's) folded into an earlier body are dropped and the module linked again without them.
 
-        # Twice as many candidates as wanted: codegen folds some back into earlier bodies.
-        variants = passes.diversify(program, variants=OVERGENERATE * mv.variants, seed=mv.seed, passes=mv.passes,
-                                    stack=mv.stack, include=mv.include, exclude=mv.exclude, jobs=mv.jobs,
-                                    executor=mv.executor, cache=mv.cache)
-    discriminator = frontends.compile_c(runtime.DISCRIMINATOR, CompileOptions(defines=runtime.discriminator_defines(mv)),
-                                        toolchain, verbose=verbose)
-    rt = frontends.load_ir("discriminator", discriminator, origin=str(runtime.DISCRIMINATOR))
-    module, reports, used = linker.link_variants(program, variants, rt, mv)
-    obj, wasm = _codegen(module, options, mv.tail_calls, name, toolchain, verbose)
-    survivors = {f: vs[:mv.variants] for f, vs in _surviving(wasm, used).items()}
+    For a translation unit (`unit`), the result is an object only (no linked module, so `None`)
+    and variants are compared by their code in the object."""
+    if variants is None:
+        variants = make_variants(program, mv)
+    rt = discriminator(mv, toolchain, fast_path_only=unit is not None, verbose=verbose)
+
+    def generate(chosen: Mapping[str, Sequence[Variant]]):
+        module, reports, used = linker.link_variants(program, chosen, rt, mv, unit=unit)
+        if unit is not None:
+            return module, linker.emit_object(module, options.opt_level, tail_calls=mv.tail_calls), None, reports, used
+        return (module, *_codegen(module, options, mv.tail_calls, name, toolchain, verbose), reports, used)
+
+    module, obj, wasm, reports, used = generate(variants)
+    survivors = {f: vs[:mv.variants] for f, vs in _surviving(_code_levels(obj, wasm), used).items()}
     folded = {f: len(used[f]) - len(survivors[f]) for f in used}  # folded, or surplus
     if any(folded.values()):
-        module, second, _ = linker.link_variants(program, survivors, rt, mv)
-        obj, wasm = _codegen(module, options, mv.tail_calls, name, toolchain, verbose)
+        module, obj, wasm, second, _ = generate(survivors)
         by_name = {r.name: r for r in second}
         for r in reports:  # keep the first link's counts of IR duplicates, add the folded ones
             if r.name in folded:
@@ -100,11 +125,33 @@ def _multivariant(program: IRModule, options: CompileOptions, mv: MultivariantOp
                 if by_name[r.name].status == "skipped":
                     by_name[r.name].reason = "no variant survived codegen"
         reports = second
-    code = parse_wasm(wasm).code_by_name()
+    code = parse_wasm(wasm if wasm is not None else obj).code_by_name()
     for r in reports:
+        r.unit = unit or ""
         if r.status == "dispatched":
             r.code_sizes = [len(code.get(linker.body_name(r.name, k), b"")) for k in range(r.variants)]
     return module, obj, wasm, reports
+
+
+def check_options(multivariant: MultivariantOptions) -> None:
+    """Raise MeweError for multivariant settings no build can follow."""
+    if multivariant.variants < 0:
+        raise MeweError("--variants must be 0 or more")
+    if multivariant.dispatch not in ("switch", "table"):
+        raise MeweError(f"invalid dispatch form '{multivariant.dispatch}' (use switch or table)")
+    if multivariant.reseed < 1:
+        raise MeweError("--reseed must be at least 1")
+    if not 1 <= multivariant.hold <= 1 << 30:
+        raise MeweError("--hold must be between 1 and 2**30")
+    if multivariant.jobs < 1:
+        raise MeweError("--jobs must be at least 1")
+    executors.parse(multivariant.executor)
+
+
+def add_dispatch_table(wasm: bytes, manifest: Manifest) -> bytes:
+    """`wasm` with the section hosts read to name trace entries: [function, variants, id] per dispatcher."""
+    table = [[r.name, r.variants, r.dispatch_id] for r in manifest.dispatched]
+    return add_custom_section(wasm, DISPATCH_SECTION, json.dumps(table, separators=(",", ":")).encode())
 
 
 def build(
@@ -129,17 +176,7 @@ def build(
     """
     if not sources:
         raise MeweError("no input files")
-    if multivariant.variants < 0:
-        raise MeweError("--variants must be 0 or more")
-    if multivariant.dispatch not in ("switch", "table"):
-        raise MeweError(f"invalid dispatch form '{multivariant.dispatch}' (use switch or table)")
-    if multivariant.reseed < 1:
-        raise MeweError("--reseed must be at least 1")
-    if not 1 <= multivariant.hold <= 1 << 30:
-        raise MeweError("--hold must be between 1 and 2**30")
-    if multivariant.jobs < 1:
-        raise MeweError("--jobs must be at least 1")
-    executors.parse(multivariant.executor)
+    check_options(multivariant)
     paths = [Path(s) for s in sources]
     for p in paths:  # report missing inputs before running any tool
         if not p.exists():
@@ -157,8 +194,7 @@ def build(
         program, obj, wasm, reports = _multivariant(program, options, multivariant, variants, out.name, toolchain, verbose)
         manifest = Manifest(out.name, multivariant.variants, multivariant.seed, str(multivariant.policy),
                             multivariant.dispatch, multivariant.tail_calls, multivariant.trace, reports)
-        table = [[r.name, r.variants] for r in manifest.dispatched]
-        wasm = add_custom_section(wasm, DISPATCH_SECTION, json.dumps(table, separators=(",", ":")).encode())
+        wasm = add_dispatch_table(wasm, manifest)
     write_atomic(out, wasm, 0o755)
     if manifest is not None:
         write_atomic(manifest_path(out), manifest.to_json().encode())

@@ -43,13 +43,13 @@ class Toolchain:
     def command(self, *args: str) -> list[str]:
         return [*self.driver, *self.target_flags, *args]
 
-    def run(self, argv: list[str], *, what: str, verbose: bool = False) -> subprocess.CompletedProcess:
+    def run(self, argv: list[str], *, what: str, verbose: bool = False, cwd: str | None = None) -> subprocess.CompletedProcess:
         """Run a driver command; on failure raise MeweError with its diagnostics as details."""
         if verbose:
             print("+ " + shlex.join(argv), file=sys.stderr)
         env = {**os.environ, **self.env}
         try:
-            proc = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+            proc = subprocess.run(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, text=True)
         except OSError as exc:
             raise MeweError(f"cannot run the C toolchain '{argv[0]}': {exc.strerror or exc}") from None
         if proc.returncode != 0:

@@ -23,6 +23,7 @@ class CompileOptions:
     undefines: tuple[str, ...] = ()
     opt_level: str = "2"
     extra_flags: tuple[str, ...] = ()  # passed verbatim to the C compiler
+    dependency_flags: tuple[str, ...] = ()  # -MD -MF FILE -MT TARGET ...: a make dependency file to write
 
     def __post_init__(self) -> None:
         if self.opt_level not in OPT_LEVELS:
@@ -67,6 +68,8 @@ class FunctionReport:
     folded: int = 0  # candidates dropped after codegen: code identical to an earlier body's, or beyond the count
     passes: list[list[str]] = field(default_factory=list)  # per body: the passes that made it
     code_sizes: list[int] = field(default_factory=list)  # per body: wasm code bytes in the output
+    dispatch_id: int = -1  # the dispatcher's id in traces (dispatched functions only)
+    unit: str = ""  # the translation unit, under separate compilation (mewe-cc -c)
 
 
 @dataclass

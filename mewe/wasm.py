@@ -103,6 +103,30 @@ def _names(r: _Reader, mod: WasmModule) -> None:
         r.pos = end
 
 
+def _symbols(r: _Reader, mod: WasmModule) -> None:
+    """An object file's symbol table (the `linking` section): it names functions, local ones too."""
+    r.u32()  # version
+    while r.pos < r.end:
+        sub, size = r.byte(), r.u32()
+        end = r.pos + size
+        if sub == 8:  # WASM_SYMBOL_TABLE
+            for _ in range(r.u32()):
+                kind, flags = r.byte(), r.u32()
+                if kind == 1:  # data: name, then where it is if defined
+                    r.name()
+                    if not flags & 0x10:
+                        r.u32(), r.u32(), r.u32()
+                elif kind == 3:  # section
+                    r.u32()
+                else:  # function, global, tag, table: an index, and a name unless undefined and unnamed
+                    index = r.u32()
+                    if not flags & 0x10 or flags & 0x40:
+                        name = r.name()
+                        if kind == 0 and not flags & 0x10:
+                            mod.function_names.setdefault(index, name)
+        r.pos = end
+
+
 def parse_wasm(data: bytes) -> WasmModule:
     """Parse the sections mewe needs; raises MeweError on anything that is not a wasm module."""
     if data[:8] != MAGIC:
@@ -128,6 +152,8 @@ def parse_wasm(data: bytes) -> WasmModule:
             mod.custom_sections.append(name)
             if name == "name":
                 _names(sec, mod)
+            elif name == "linking":
+                _symbols(sec, mod)
         r.pos = end
     return mod
 
@@ -137,6 +163,11 @@ def strip_debug(data: bytes) -> bytes:
 
     wasm-ld through zig can only strip everything, names included, so this is done here.
     """
+    return strip_custom_sections(data, lambda name: name.startswith(".debug"))
+
+
+def strip_custom_sections(data: bytes, drop) -> bytes:
+    """`data` without the custom sections whose name `drop(name)` is true."""
     if data[:8] != MAGIC:
         raise MeweError("not a wasm module (bad magic or version)")
     out = bytearray(MAGIC)
@@ -145,7 +176,7 @@ def strip_debug(data: bytes) -> bytes:
         start = r.pos
         sid, size = r.byte(), r.u32()
         end = r.pos + size
-        if sid != CUSTOM or not _Reader(data, r.pos, end).name().startswith(".debug"):
+        if sid != CUSTOM or not drop(_Reader(data, r.pos, end).name()):
             out += data[start:end]
         r.pos = end
     return bytes(out)

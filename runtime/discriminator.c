@@ -27,46 +27,62 @@ uint16_t mewe_wasi_random_get(uint8_t *buf, uint32_t len);
 __attribute__((import_module("mewe"), import_name("rand"))) uint32_t mewe_host_rand(void);
 #endif
 
-static uint32_t state[4];
-static uint32_t policy = MEWE_POLICY;
-static uint64_t policy_arg = MEWE_POLICY_ARG;
+/* Three ways to build this file. A whole-program build (the default) compiles it all into
+ * the program, state static. Separate compilation splits it: every unit gets only the fast
+ * path (MEWE_FAST_PATH_ONLY), which reaches the state and slow path the final link takes
+ * from the runtime archive (MEWE_RUNTIME_OBJECT). */
+#if defined(MEWE_FAST_PATH_ONLY)
+extern uint32_t mewe_state[4];
+extern uint32_t mewe_budget;
+uint32_t mewe_choose_slow(uint32_t n);
+#else
+#ifdef MEWE_RUNTIME_OBJECT
+#define SHARED __attribute__((visibility("hidden")))
+#else
+#define SHARED static
+#endif
+SHARED uint32_t mewe_state[4];
 /* Draws left before the slow path. 0 sends every draw there: before seeding, when a
  * re-seed is due, and always under the pinned and host policies. */
-static uint32_t budget;
+SHARED uint32_t mewe_budget;
+static uint32_t policy = MEWE_POLICY;
+static uint64_t policy_arg = MEWE_POLICY_ARG;
+#endif
 
 static inline uint32_t rotl(uint32_t x, int k) { return (x << k) | (x >> (32 - k)); }
 
 static inline uint32_t next(void) {
-    uint32_t result = rotl(state[0] + state[3], 7) + state[0];
-    uint32_t t = state[1] << 9;
-    state[2] ^= state[0];
-    state[3] ^= state[1];
-    state[1] ^= state[2];
-    state[0] ^= state[3];
-    state[2] ^= t;
-    state[3] = rotl(state[3], 11);
+    uint32_t result = rotl(mewe_state[0] + mewe_state[3], 7) + mewe_state[0];
+    uint32_t t = mewe_state[1] << 9;
+    mewe_state[2] ^= mewe_state[0];
+    mewe_state[3] ^= mewe_state[1];
+    mewe_state[1] ^= mewe_state[2];
+    mewe_state[0] ^= mewe_state[3];
+    mewe_state[2] ^= t;
+    mewe_state[3] = rotl(mewe_state[3], 11);
     return result;
 }
 
 /* Lemire's multiply-shift: maps 32 random bits onto [0, n) without a division. */
 static inline uint32_t reduce(uint32_t r, uint32_t n) { return (uint32_t)(((uint64_t)r * n) >> 32); }
 
+#ifndef MEWE_FAST_PATH_ONLY
 static void seed_from(uint64_t seed) {
-    for (int i = 0; i < 4; i++) { /* splitmix64 steps spread any seed over the whole state */
+    for (int i = 0; i < 4; i++) { /* splitmix64 steps spread any seed over the whole mewe_state */
         uint64_t z = (seed += 0x9e3779b97f4a7c15ull);
         z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
         z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-        state[i] = (uint32_t)(z ^ (z >> 31));
+        mewe_state[i] = (uint32_t)(z ^ (z >> 31));
     }
 }
 
 static void seed_from_host(void) {
-    if (mewe_wasi_random_get((uint8_t *)state, sizeof state) != 0 ||
-        (state[0] | state[1] | state[2] | state[3]) == 0)
+    if (mewe_wasi_random_get((uint8_t *)mewe_state, sizeof mewe_state) != 0 ||
+        (mewe_state[0] | mewe_state[1] | mewe_state[2] | mewe_state[3]) == 0)
         __builtin_trap(); /* no entropy: refuse to run predictably */
 }
 
-__attribute__((noinline)) static uint32_t choose_slow(uint32_t n) {
+__attribute__((noinline)) SHARED uint32_t mewe_choose_slow(uint32_t n) {
     switch (policy) {
     case MEWE_PINNED:
         return (uint32_t)(policy_arg % n);
@@ -77,25 +93,28 @@ __attribute__((noinline)) static uint32_t choose_slow(uint32_t n) {
     case MEWE_SEEDED:
         seed_from(policy_arg);
         policy = MEWE_RANDOM; /* one fixed stream from here on, never re-seeded */
-        budget = UINT32_MAX;
+        mewe_budget = UINT32_MAX;
         break;
     default:
         seed_from_host();
-        budget = MEWE_RESEED;
+        mewe_budget = MEWE_RESEED;
         break;
     }
-    budget--;
+    mewe_budget--;
     return reduce(next(), n);
 }
+
+#endif
 
 /* The dispatchers' entry: a variant index in [0, n). Inlined into every dispatcher. */
 __attribute__((always_inline)) uint32_t __mewe_choose(uint32_t n) {
-    if (__builtin_expect(budget == 0, 0))
-        return choose_slow(n);
-    budget--;
+    if (__builtin_expect(mewe_budget == 0, 0))
+        return mewe_choose_slow(n);
+    mewe_budget--;
     return reduce(next(), n);
 }
 
+#ifndef MEWE_FAST_PATH_ONLY
 /* Sticky dispatchers (--hold K) keep a drawn variant for this many more calls: uniform in
  * [0, 2K-2], so about K calls per draw on average. */
 __attribute__((noinline)) uint32_t __mewe_hold(uint32_t k) { return __mewe_choose(2 * k - 1); }
@@ -112,29 +131,11 @@ __attribute__((export_name("mewe_configure"))) int32_t mewe_configure(uint32_t k
         return -1;
     policy = kind;
     policy_arg = (uint64_t)lo | (uint64_t)hi << 32;
-    budget = 0;
+    mewe_budget = 0;
     return 0;
 }
 
-#ifdef MEWE_TRACE
-/* Tracing builds record (dispatcher id, variant) pairs and hand them to the host in batches. */
-#define TRACE_CAPACITY 2048u
-__attribute__((import_module("mewe"), import_name("trace"))) void mewe_host_trace(const uint32_t *pairs, uint32_t count);
-static uint32_t trace_buffer[2 * TRACE_CAPACITY];
-static uint32_t trace_count;
-
-__attribute__((export_name("mewe_trace_flush"))) void mewe_trace_flush(void) {
-    if (trace_count)
-        mewe_host_trace(trace_buffer, trace_count);
-    trace_count = 0;
-}
-
-/* Called by every dispatcher of a traced build with its id and the variant it takes. */
-__attribute__((always_inline)) void __mewe_trace(uint32_t id, uint32_t k) {
-    if (trace_count == TRACE_CAPACITY)
-        mewe_trace_flush();
-    trace_buffer[2 * trace_count] = id;
-    trace_buffer[2 * trace_count + 1] = k;
-    trace_count++;
-}
+#if defined(MEWE_TRACE) && !defined(MEWE_RUNTIME_OBJECT)
+#include "trace.c" /* separate compilation puts it in its own archive member */
 #endif
+#endif /* !MEWE_FAST_PATH_ONLY */

@@ -41,11 +41,11 @@ def _compile(engine: wasmtime.Engine, path: str, mtime_ns: int, size: int) -> tu
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid module"
         raise MeweError(f"{path}: not a valid wasm module: {first}") from None
     payload = custom_section(data, DISPATCH_SECTION)
-    return module, [tuple(entry) for entry in json.loads(payload)] if payload else []
+    return module, {fid: (name, count) for name, count, fid in json.loads(payload)} if payload else {}
 
 
-def load_module(engine: wasmtime.Engine, path: Path) -> tuple[wasmtime.Module, list[tuple[str, int]]]:
-    """The compiled module at `path` and its dispatchers: (function, variants) per dispatcher id."""
+def load_module(engine: wasmtime.Engine, path: Path) -> tuple[wasmtime.Module, dict[int, tuple[str, int]]]:
+    """The compiled module at `path` and its dispatchers: dispatcher id -> (function, variants)."""
     if not path.is_file():
         raise MeweError(f"{path}: no such file")
     st = path.stat()
@@ -139,7 +139,7 @@ def run(
     return 0
 
 
-def _define_mewe_imports(linker: wasmtime.Linker, wasm: wasmtime.Module, dispatchers: list[tuple[str, int]],
+def _define_mewe_imports(linker: wasmtime.Linker, wasm: wasmtime.Module, dispatchers: dict[int, tuple[str, int]],
                          trace: list[tuple[str, int]] | None, path: Path) -> None:
     wanted = {(imp.module, imp.name) for imp in wasm.imports}
     i32 = wasmtime.ValType.i32()
@@ -152,7 +152,7 @@ def _define_mewe_imports(linker: wasmtime.Linker, wasm: wasmtime.Module, dispatc
             memory = caller.get("memory")
             raw = memory.read(caller, ptr & 0xFFFFFFFF, (ptr & 0xFFFFFFFF) + 8 * count)
             for fid, k in struct.iter_unpack("<II", bytes(raw)):
-                trace.append((dispatchers[fid][0] if fid < len(dispatchers) else f"#{fid}", k))
+                trace.append((dispatchers[fid][0] if fid in dispatchers else f"#{fid}", k))
 
         linker.define_func("mewe", "trace", wasmtime.FuncType([i32, i32], []), record, access_caller=True)
     elif trace is not None:

@@ -94,7 +94,8 @@ def test_manifest_and_dispatch_table(interp_traced):
     manifest = json.loads(interp_traced.with_name("interp.manifest.json").read_text())
     table = json.loads(custom_section(data, DISPATCH_SECTION))
     dispatched = [f for f in manifest["functions"] if f["status"] == "dispatched"]
-    assert [[f["name"], f["variants"]] for f in dispatched] == table
+    assert [[f["name"], f["variants"], i] for i, f in enumerate(dispatched)] == table
+    assert [f["dispatch_id"] for f in dispatched] == list(range(len(dispatched)))
     assert manifest["totals"]["dispatched"] == len(dispatched) == len(manifest["functions"]) >= 12
     code = parse_wasm(data).code_by_name()
     for f in dispatched:

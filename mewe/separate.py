@@ -1,0 +1,220 @@
+"""Separate compilation, what `mewe-cc` runs: one translation unit at a time, then a link.
+
+`compile_unit` diversifies one source into a wasm object: its functions become dispatchers
+over variants, and the discriminator's fast path is inlined into them. The object carries a
+`mewe.units` custom section (one JSON line: the unit's function reports); wasm-ld concatenates
+these, so `link` finds every linked unit's report in its output. `link` adds the runtime
+archive (the discriminator's state and slow path, and tracing; members are pulled in only by
+units that need them), turns the unit reports into the dispatch table and a manifest, and
+writes the module atomically.
+
+Bitcode objects on the link line (`mewe-cc -c -flto`) are whole-program input: `link` merges
+them, diversifies the result as one unit and links that object in their place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Sequence
+
+from mewe import frontends, linker, runtime
+from mewe.errors import MeweError
+from mewe.fsutil import atomic_output, cache_dir, write_atomic
+from mewe.llvmir import parse_module
+from mewe.pipeline import _multivariant, add_dispatch_table, check_options, manifest_path
+from mewe.toolchain import Toolchain, find_toolchain
+from mewe.types import BuildResult, CompileOptions, FunctionReport, IRModule, Manifest, MultivariantOptions
+from mewe.wasm import add_custom_section, custom_section, strip_custom_sections
+
+UNITS_SECTION = "mewe.units"
+EMIT_KINDS = ("object", "assembly", "bitcode", "ir")
+BITCODE_MAGIC = b"BC\xc0\xde"
+RUNTIME_ARCHIVE = "libmewe_rt.a"
+
+
+def _unit_line(unit: str, mv: MultivariantOptions, reports: list[FunctionReport]) -> bytes:
+    record = {"unit": unit, "variants": mv.variants, "seed": mv.seed, "dispatch": mv.dispatch,
+              "tail_calls": mv.tail_calls, "trace": mv.trace, "functions": [asdict(r) for r in reports]}
+    return json.dumps(record, separators=(",", ":")).encode() + b"\n"
+
+
+def _emit(module: IRModule, emit: str, options: CompileOptions, tail_calls: bool) -> bytes:
+    if emit == "bitcode":
+        return module.bitcode
+    if emit == "ir":
+        return str(parse_module(module.bitcode)).encode()
+    mod = parse_module(module.bitcode)
+    tm = linker.codegen.target_machine(mod.triple, options.opt_level, "+tail-call" if tail_calls else "")
+    return tm.emit_assembly(mod).encode() if emit == "assembly" else tm.emit_object(mod)
+
+
+def compile_unit(
+    source: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    options: CompileOptions = CompileOptions(),
+    multivariant: MultivariantOptions = MultivariantOptions(variants=4),
+    emit: str = "object",
+    unit: str | None = None,
+    cc: str | None = None,
+    verbose: bool = False,
+) -> list[FunctionReport]:
+    """Compile one source (.c, .ll, .bc) into `output`: a multivariant wasm object by default.
+
+    `emit` is "object", "assembly" (wasm text assembly), "bitcode" or "ir" (LLVM IR text, of
+    the unit after diversification). With `multivariant.variants == 0` the unit is compiled
+    as it is: with `emit="bitcode"` that is what `link` takes as whole-program input. `unit`
+    names the unit in reports and trace ids (default: `source` as given). Returns the unit's
+    function reports (empty for a plain unit).
+    """
+    if emit not in EMIT_KINDS:
+        raise MeweError(f"invalid output kind '{emit}' (use {', '.join(EMIT_KINDS)})")
+    check_options(multivariant)
+    toolchain = find_toolchain(cc)
+    program = frontends.load_source(source, options, toolchain, verbose=verbose)
+    unit = unit if unit is not None else str(source)
+    reports: list[FunctionReport] = []
+    if multivariant.variants == 0:
+        data = _emit(program, emit, options, False)
+    else:
+        module, obj, _, reports = _multivariant(program, options, multivariant, None, Path(output).name, toolchain,
+                                                verbose, unit=unit)
+        if emit == "object":
+            data = add_custom_section(obj, UNITS_SECTION, _unit_line(unit, multivariant, reports))
+        else:
+            data = _emit(module, emit, options, multivariant.tail_calls)
+    write_atomic(output, data)
+    return reports
+
+
+def archiver(toolchain: Toolchain, *, ranlib: bool = False) -> list[str]:
+    """llvm-ar (or llvm-ranlib) for this toolchain: zig's, or the system one of clang's version.
+    GNU ar cannot index wasm objects, and wasm-ld needs the index."""
+    tool = "ranlib" if ranlib else "ar"
+    if toolchain.kind == "zig":
+        return [toolchain.driver[0], tool]
+    for name in (f"llvm-{tool}-{toolchain.llvm_major}", f"llvm-{tool}"):
+        if found := shutil.which(name):
+            return [found]
+    raise MeweError(f"no llvm-{tool} for clang {toolchain.llvm_major}: install llvm-{toolchain.llvm_major}")
+
+
+def runtime_archive(mv: MultivariantOptions, toolchain: Toolchain, *, verbose: bool = False) -> Path:
+    """The runtime archive a link of multivariant units needs: the discriminator (with `mv`'s
+    policy and re-seed period) and the trace buffer, as separate members. Built once per
+    configuration and kept in the cache."""
+    sources = (runtime.DISCRIMINATOR, runtime.DISCRIMINATOR.with_name("trace.c"))
+    defines = tuple(d for d in runtime.discriminator_defines(mv) if d != "MEWE_TRACE") + ("MEWE_RUNTIME_OBJECT",)
+    key = hashlib.sha256(repr((defines, toolchain.driver, toolchain.llvm_major,
+                               [s.read_bytes() for s in sources])).encode()).hexdigest()[:24]
+    archive = cache_dir("runtime", key) / RUNTIME_ARCHIVE
+    if archive.is_file():
+        return archive
+    with tempfile.TemporaryDirectory(prefix="mewe-rt-") as tmp:
+        members = []
+        for src in sources:
+            obj = Path(tmp) / (src.stem + ".o")
+            flags = [f"-D{d}" for d in defines]
+            toolchain.run(toolchain.command(*toolchain.cflags, "-O2", "-g0", *flags, "-c", str(src), "-o", str(obj)),
+                          what=f"{src.name}: compilation", verbose=verbose)
+            members.append(obj.name)
+        toolchain.run([*archiver(toolchain), "rcs", RUNTIME_ARCHIVE, *members], what="archiving the runtime",
+                      verbose=verbose, cwd=tmp)
+        with atomic_output(archive) as out:  # concurrent links may build it at once; one rename wins
+            out.write_bytes((Path(tmp) / RUNTIME_ARCHIVE).read_bytes())
+    return archive
+
+
+def is_bitcode(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(4) == BITCODE_MAGIC
+    except OSError:
+        return False
+
+
+def _whole_program(bitcode: list[Path], tmp: Path, output: Path, options: CompileOptions, mv: MultivariantOptions,
+                   toolchain: Toolchain, verbose: bool) -> Path:
+    """Merge the bitcode inputs, diversify them as one unit, and return its object."""
+    modules = [frontends.load_ir(p.name, p.read_bytes(), origin=str(p)) for p in bitcode]
+    program = linker.link_modules(modules)
+    obj_path = tmp / "whole-program.o"
+    if mv.variants == 0:
+        obj_path.write_bytes(linker.emit_object(program, options.opt_level))
+        return obj_path
+    _, obj, _, reports = _multivariant(program, options, mv, None, output.name, toolchain, verbose, unit=output.name)
+    obj_path.write_bytes(add_custom_section(obj, UNITS_SECTION, _unit_line(output.name, mv, reports)))
+    return obj_path
+
+
+def _unit_manifest(output: Path, payload: bytes, mv: MultivariantOptions) -> Manifest:
+    """The manifest of a separately compiled module, from its units' concatenated reports."""
+    known = {f.name for f in fields(FunctionReport)}
+    units = [json.loads(line) for line in payload.decode().splitlines() if line.strip()]
+    functions = [FunctionReport(**{k: v for k, v in f.items() if k in known}) for u in units for f in u["functions"]]
+    owners: dict[int, FunctionReport] = {}
+    for f in functions:
+        if f.status != "dispatched":
+            continue
+        other = owners.setdefault(f.dispatch_id, f)
+        if other is not f and (other.unit, other.name) != (f.unit, f.name):
+            raise MeweError(f"dispatcher ids of {other.name} ({other.unit}) and {f.name} ({f.unit}) collide; "
+                            f"rename one of them")
+    first = units[0]
+    return Manifest(output.name, first["variants"], first["seed"], str(mv.policy), first["dispatch"],
+                    first["tail_calls"], any(u["trace"] for u in units), functions)
+
+
+def link(
+    args: Sequence[str | os.PathLike],
+    output: str | os.PathLike,
+    *,
+    options: CompileOptions = CompileOptions(),
+    multivariant: MultivariantOptions = MultivariantOptions(variants=4),
+    write_manifest: bool = False,
+    cc: str | None = None,
+    verbose: bool = False,
+) -> BuildResult:
+    """Link objects, archives and linker flags (`args`, in command-line order: `-lfoo`, `-L`,
+    `-Wl,...` pass to the linker) into the WASI command module `output`.
+
+    Multivariant objects from `compile_unit` get the runtime archive and a dispatch table;
+    bitcode objects are merged and diversified here as one whole program (with `options` for
+    code generation and `multivariant` for the passes). The policy, re-seed period and hold
+    come from `multivariant`. With `write_manifest`, the manifest goes beside the output.
+    """
+    check_options(multivariant)
+    toolchain = find_toolchain(cc)
+    out = Path(output)
+    items = [str(a) for a in args]
+    for item in items:
+        if not item.startswith("-") and not Path(item).exists():
+            raise MeweError(f"{item}: no such file")
+    with tempfile.TemporaryDirectory(prefix="mewe-link-") as tmp:
+        bitcode = [Path(i) for i in items if not i.startswith("-") and is_bitcode(Path(i))]
+        if bitcode:
+            whole = str(_whole_program(bitcode, Path(tmp), out, options, multivariant, toolchain, verbose))
+            first = items.index(str(bitcode[0]))
+            items = [whole if k == first else i for k, i in enumerate(items) if k == first or Path(i) not in bitcode]
+        archive = runtime_archive(multivariant, toolchain, verbose=verbose)
+        data = linker.wasm_ld([*items, str(archive)], out.name, toolchain, verbose=verbose)
+    manifest = None
+    payload = custom_section(data, UNITS_SECTION)
+    if payload:
+        manifest = _unit_manifest(out, payload, multivariant)
+        data = add_dispatch_table(strip_custom_sections(data, lambda name: name == UNITS_SECTION), manifest)
+    write_atomic(out, data, 0o755)
+    written = None
+    if manifest is not None and write_manifest:
+        written = manifest_path(out)
+        write_atomic(written, manifest.to_json().encode())
+    return BuildResult(out, len(data), (), manifest, written)
+
+
+__all__ = ["compile_unit", "link", "runtime_archive", "archiver", "UNITS_SECTION", "EMIT_KINDS"]
