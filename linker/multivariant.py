@@ -29,6 +29,9 @@ HOLD = "__mewe_hold"
 MEMORY_ATTRS = re.compile(r"^(memory\(.*\)|readnone|readonly|writeonly|argmemonly|inaccessiblememonly|"
                           r"inaccessiblemem_or_argmemonly|speculatable)$")
 FORWARD_BY_COPY = ("byval", "inalloca", "preallocated")  # wasm cannot tail-call with these
+# A `tail call` passing a byval copy: with the tail-call feature on, LLVM's wasm backend makes it
+# a return_call whose copy sits in the frame it just popped.
+TAIL_CALL_BY_COPY = re.compile(r"\btail call\b(?=.*\b(?:byval|inalloca|preallocated)\()")
 
 
 def body_name(function: str, index: int) -> str:
@@ -117,7 +120,7 @@ def _tail_call_feature(attr: str) -> str:
 def _forward_call(header: Header, callee: str, tail_calls: bool, result: str) -> list[str]:
     """`musttail call` of `callee` with the dispatcher's own arguments, and the ret."""
     by_copy = any(a.split("(")[0] in FORWARD_BY_COPY for p in header.params for a in p.attrs)
-    kind = "musttail call" if tail_calls and not by_copy else "tail call"
+    kind = "musttail call" if tail_calls and not by_copy else "call" if by_copy else "tail call"
     args = ", ".join(" ".join([p.type, *p.abi_attrs(), p.name]) for p in header.params)
     ret_abi = " ".join(abi_only(header.ret_attrs))
     pieces = [kind, header.cconv, ret_abi, header.function_type, f"{callee}({args})"]
@@ -239,6 +242,8 @@ def _rewrite(mt: ModuleText, plans: list[_Plan], options: MultivariantOptions) -
         out += lines
         extra += module_lines
         i = plan.definition.end + 1
+    if options.tail_calls:
+        out = [TAIL_CALL_BY_COPY.sub("call", line) if "tail call" in line else line for line in out]
     if plans:
         out.append(f"declare i32 @{CHOOSE}(i32)")
         if options.trace:

@@ -170,7 +170,7 @@ def parse_args(argv: Sequence[str]) -> Command:
         elif a.startswith("-mexec-model="):
             cmd.link_items.append(a)
             cmd.compile_flags.append(a)
-        elif a.startswith("-") and a != "-":
+        elif a.startswith("-") and a != "-":  # "-" is stdin, an input
             cmd.compile_flags.append(a)  # -W, -f, -m, -std=, -D/-I joined, ...: clang judges them
         else:
             suffix = Path(a).suffix
@@ -188,7 +188,7 @@ def parse_args(argv: Sequence[str]) -> Command:
                 cmd.languages[a] = lang
                 cmd.link_items.append(a)  # replaced by its object at link time
         i += 1
-    if cmd.mode != "info" and not cmd.sources and not any(not x.startswith("-") for x in cmd.link_items):
+    if cmd.mode != "info" and not cmd.sources and not any(x == "-" or not x.startswith("-") for x in cmd.link_items):
         if cmd.verbose:
             cmd.mode = "info"  # `cc -v`: the compiler's version and configuration
         else:

@@ -228,3 +228,27 @@ def test_hold_keeps_a_variant_for_runs_of_calls(tmp_path):
     # A fresh draw every call would change the variant 3 times in 4; held for ~8 calls, far less often.
     assert len(picks) > 1000 and changes < len(picks) / 5
     assert len(set(picks)) == 4
+
+
+BYVAL_C = r"""
+#include <stdio.h>
+struct quad { int a, b, c, d; };
+/* Passed by value: wasm32 passes the struct as a byval copy in the caller's stack frame. */
+__attribute__((noinline)) int weigh(struct quad q) {
+    volatile char scratch[4096]; /* a frame big enough to overwrite a copy left in a popped one */
+    for (int i = 0; i < 4096; i++) scratch[i] = (char)i;
+    return q.a + 2 * q.b + 3 * q.c + 4 * q.d + scratch[100];
+}
+__attribute__((noinline)) int relay(struct quad q) { return weigh(q); }
+int main(void) { struct quad q = {1, 2, 3, 4}; printf("%d\n", relay(q)); return 0; }
+"""
+
+
+def test_byval_arguments_survive_tail_calls(tmp_path):
+    """Regression (libsodium's argon2): a `tail call` passing a byval copy became a return_call
+    whose copy was in the frame it popped. Dispatchers and bodies must call such functions plainly."""
+    source = tmp_path / "byval.c"
+    source.write_text(BYVAL_C)
+    module = mewe.build([source], tmp_path / "byval.wasm", multivariant=MultivariantOptions(variants=2)).output
+    for k in range(3):
+        assert run(module, tmp_path, b"", policy=f"pinned:{k}") == (0, b"130\n")
