@@ -152,7 +152,7 @@ def _dispatcher(plan: _Plan, mt: ModuleText, options: MultivariantOptions) -> tu
         lines += _forward_call(header, "%mewe.target", options.tail_calls, "%mewe.result")
     else:
         cases = [f"    i32 {k}, label %mewe.v{k}" for k in range(1, n)]
-        lines += [f"  switch i32 %mewe.k, label %mewe.v0 [", *cases, "  ]"]
+        lines += ["  switch i32 %mewe.k, label %mewe.v0 [", *cases, "  ]"]
         for k in range(n):
             lines.append(f"mewe.v{k}:")
             lines += _forward_call(header, quote_name(body_name(header.name, k)), options.tail_calls, f"%mewe.r{k}")

@@ -23,6 +23,8 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Sequence
 
+import llvmlite.binding as llvm
+
 from mewe import frontends, linker, runtime
 from mewe.errors import MeweError
 from mewe.fsutil import atomic_output, cache_dir, write_atomic
@@ -139,10 +141,91 @@ def is_bitcode(path: Path) -> bool:
         return False
 
 
-def _whole_program(bitcode: list[Path], tmp: Path, output: Path, options: CompileOptions, mv: MultivariantOptions,
-                   toolchain: Toolchain, verbose: bool) -> Path:
-    """Merge the bitcode inputs, diversify them as one unit, and return its object."""
-    modules = [frontends.load_ir(p.name, p.read_bytes(), origin=str(p)) for p in bitcode]
+def archive_members(path: Path) -> list[tuple[str, bytes]]:
+    """The members of a (GNU or BSD) ar archive, in order, without its symbol and name tables."""
+    data = path.read_bytes()
+    if not data.startswith(b"!<arch>\n"):
+        return []
+    members, names, pos = [], b"", 8
+    while pos + 60 <= len(data):
+        header = data[pos:pos + 60]
+        name, size = header[:16].decode().strip(), int(header[48:58].decode().strip() or 0)
+        body = data[pos + 60:pos + 60 + size]
+        pos += 60 + size + (size & 1)
+        if name == "//":
+            names = body
+        elif name in ("/", "/SYM64/", "__.SYMDEF", "__.SYMDEF SORTED"):
+            continue
+        elif name.startswith("#1/"):  # BSD: the name leads the body
+            length = int(name[3:])
+            members.append((body[:length].rstrip(b"\0").decode(), body[length:]))
+        elif name.startswith("/") and name[1:].isdigit():  # GNU: an offset into the long-name table
+            start = int(name[1:])
+            members.append((names[start:names.index(b"/\n", start)].decode(), body))
+        else:
+            members.append((name.rstrip("/"), body))
+    return members
+
+
+def _symbols(bitcode: bytes) -> tuple[set[str], set[str]]:
+    """The global symbols a bitcode module defines and those it needs."""
+    mod = parse_module(bitcode)
+    defined, undefined = set(), set()
+    for value in [*mod.functions, *mod.global_variables]:
+        if value.name.startswith("llvm.") or value.linkage in (llvm.Linkage.internal, llvm.Linkage.private):
+            continue
+        (undefined if value.is_declaration else defined).add(value.name)
+    return defined, undefined
+
+
+def _archive_paths(items: list[str]) -> list[Path]:
+    """The archives on a link line: named directly, or as -lNAME found in the -L directories."""
+    dirs = [i[2:] if len(i) > 2 else "" for i in items if i.startswith("-L")]
+    found = []
+    for k, item in enumerate(items):
+        if item.startswith("-l") and len(item) > 2:
+            found += [p for p in (Path(d) / f"lib{item[2:]}.a" for d in dirs if d) if p.is_file()][:1]
+        elif not item.startswith("-") and Path(item).suffix == ".a":
+            found.append(Path(item))
+    return found
+
+
+def _needed_members(bitcode: list[bytes], archives: list[Path]) -> list[tuple[str, bytes]]:
+    """Bitcode archive members the bitcode inputs need, transitively: what a linker would pull in."""
+    defined: set[str] = set()
+    undefined: set[str] = {"main", "__main_argc_argv"}
+    for code in bitcode:
+        d, u = _symbols(code)
+        defined |= d
+        undefined |= u
+    undefined -= defined
+    candidates = []
+    for archive in archives:
+        for name, body in archive_members(archive):
+            if body.startswith(BITCODE_MAGIC):
+                candidates.append((f"{archive.name}({name})", body, *_symbols(body)))
+    chosen = []
+    progress = True
+    while progress:
+        progress = False
+        for entry in candidates:
+            label, body, d, u = entry
+            if entry not in chosen and d & undefined:
+                chosen.append(entry)
+                defined |= d
+                undefined = (undefined | u) - defined
+                progress = True
+    return [(label, body) for label, body, _, _ in chosen]
+
+
+def _whole_program(bitcode: list[Path], archives: list[Path], tmp: Path, output: Path, options: CompileOptions,
+                   mv: MultivariantOptions, toolchain: Toolchain, verbose: bool) -> Path:
+    """Merge the bitcode inputs and the bitcode archive members they need, diversify them as one
+    unit, and return its object. (The archives stay on the link line: what was merged here
+    is defined already, so the linker takes only what native objects still need.)"""
+    inputs = [(str(p), p.read_bytes()) for p in bitcode]
+    inputs += _needed_members([code for _, code in inputs], archives)
+    modules = [frontends.load_ir(Path(label).name, code, origin=label) for label, code in inputs]
     program = linker.link_modules(modules)
     obj_path = tmp / "whole-program.o"
     if mv.variants == 0:
@@ -199,7 +282,8 @@ def link(
     with tempfile.TemporaryDirectory(prefix="mewe-link-") as tmp:
         bitcode = [Path(i) for i in items if not i.startswith("-") and is_bitcode(Path(i))]
         if bitcode:
-            whole = str(_whole_program(bitcode, Path(tmp), out, options, multivariant, toolchain, verbose))
+            whole = str(_whole_program(bitcode, _archive_paths(items), Path(tmp), out, options, multivariant, toolchain,
+                                       verbose))
             first = items.index(str(bitcode[0]))
             items = [whole if k == first else i for k, i in enumerate(items) if k == first or Path(i) not in bitcode]
         archive = runtime_archive(multivariant, toolchain, verbose=verbose)

@@ -143,6 +143,18 @@ def test_whole_program_mode_with_flto(project):
         assert mewe("run", "--seed", seed, project / "app", "22").stdout == want
 
 
+def test_whole_program_mode_pulls_bitcode_from_archives(project):
+    cc("-flto", "-c", "main.c", "shapes.c", "fib.c", cwd=project)
+    subprocess.run([str(BIN / "mewe-ar"), "rcs", "libshapes.a", "shapes.o", "fib.o"], cwd=project, check=True)
+    cc("-flto", "-o", "app", "main.o", "-L.", "-lshapes", "-mewe-manifest", cwd=project)
+    manifest = json.loads((project / "app.manifest.json").read_text())
+    dispatched = {f["name"] for f in manifest["functions"] if f["status"] == "dispatched"}
+    assert {"area", "perimeter", "fib"} <= dispatched  # the members main needs, diversified with it
+    want = expected_output(project, "21")
+    for seed in range(3):
+        assert mewe("run", "--seed", seed, project / "app", "21").stdout == want
+
+
 def test_settings_from_environment_and_flags(project):
     cc("-c", "fib.c", "-o", "plain.o", env={"MEWE_VARIANTS": "0"}, cwd=project)
     cc("-c", "fib.c", "-o", "flag.o", "-mewe-variants=2", env={"MEWE_VARIANTS": "0"}, cwd=project)
