@@ -71,7 +71,7 @@ def _sh(argv: list[str], cwd: Path, env: dict, log: Path) -> None:
         raise RuntimeError(f"{' '.join(argv[:2])} failed in {cwd} (log {log}):\n" + "\n".join(tail))
 
 
-def build(source: Path, dest: Path, settings: dict[str, str], jobs: int) -> dict:
+def build(source: Path, dest: Path, settings: dict[str, str], jobs: int, cflags: str = "-O2") -> dict:
     """Configure and make libsodium and its test programs in `dest`; timings in seconds."""
     shutil.rmtree(dest, ignore_errors=True)
     shutil.copytree(source, dest, symlinks=True)
@@ -80,7 +80,7 @@ def build(source: Path, dest: Path, settings: dict[str, str], jobs: int) -> dict
     log = dest / "mewe-build.log"
     times = {}
     start = time.perf_counter()
-    _sh(["./configure", *CONFIGURE, "CC=mewe-cc", "AR=mewe-ar", "RANLIB=mewe-ranlib", "CFLAGS=-O2",
+    _sh(["./configure", *CONFIGURE, "CC=mewe-cc", "AR=mewe-ar", "RANLIB=mewe-ranlib", f"CFLAGS={cflags}",
          "CPPFLAGS=-DED25519_NONDETERMINISTIC=1"], dest, env, log)
     times["configure"] = time.perf_counter() - start
     start = time.perf_counter()
@@ -132,6 +132,7 @@ def suite_time(programs: list[Path], jobs: int) -> tuple[float, list]:
 
 
 def unit_reports(dest: Path) -> list[dict]:
+    """The function reports of every multivariant object of the library (separate compilation)."""
     from mewe.separate import UNITS_SECTION
     from mewe.wasm import custom_section
 
@@ -142,6 +143,18 @@ def unit_reports(dest: Path) -> list[dict]:
         for line in (payload or b"").decode().splitlines():
             reports += json.loads(line)["functions"]
     return reports
+
+
+def lto_reports(programs: list[Path]) -> list[dict]:
+    """Whole-program mode: each test program is one unit; its dispatch table names what it diversified.
+    Functions are counted once over all programs (skipped ones are not in the tables)."""
+    from mewe.wasm import DISPATCH_SECTION, custom_section
+
+    seen: dict[str, dict] = {}
+    for program in programs:
+        for name, count, _ in json.loads(custom_section(program.read_bytes(), DISPATCH_SECTION) or b"[]"):
+            seen.setdefault(name, {"name": name, "status": "dispatched", "variants": count})
+    return list(seen.values())
 
 
 def summarize(results: list[tuple[str, str | None, int, float]]) -> dict[str, dict]:
@@ -165,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=None, help="build directory (default: in the cache)")
     parser.add_argument("--reuse", action="store_true", help="reuse builds already in --work")
     parser.add_argument("--no-plain", action="store_true", help="skip the plain build and the ratios")
+    parser.add_argument("--lto", action="store_true",
+                        help="whole-program mode: CFLAGS=-flto, each test program diversified at its link")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
 
@@ -172,13 +187,15 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work or cache_root() / "work"
     work.mkdir(parents=True, exist_ok=True)
     out: dict = {"variants": args.variants, "seeds": args.seeds}
-    builds = {"multivariant": {"MEWE_VARIANTS": str(args.variants)}}
+    # MEWE_CACHE=0: every variant made anew, so the build time is a cold build's.
+    builds = {"multivariant": {"MEWE_VARIANTS": str(args.variants), "MEWE_CACHE": "0"}}
     if not args.no_plain:
         builds = {"plain": {"MEWE_VARIANTS": "0"}, **builds}
     for kind, settings in builds.items():
         dest = work / kind
         if not (args.reuse and test_programs(dest)):
-            out[f"{kind}_build_s"] = build(source, dest, settings, args.jobs)
+            cflags = "-O2 -flto" if args.lto and kind == "multivariant" else "-O2"
+            out[f"{kind}_build_s"] = build(source, dest, settings, args.jobs, cflags)
             print(f"{kind}: built in {sum(out[kind + '_build_s'].values()):.0f} s {out[kind + '_build_s']}", flush=True)
         out[f"{kind}_library_bytes"] = (dest / "src" / "libsodium" / ".libs" / "libsodium.a").stat().st_size
         programs = test_programs(dest)
@@ -187,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         out[f"{kind}_suite_s"], once = suite_time(programs, args.jobs)
         out[f"{kind}_once"] = summarize(once)
     dest = work / "multivariant"
-    reports = unit_reports(dest)
+    reports = unit_reports(dest) if not args.lto else lto_reports(test_programs(dest))
     dispatched = [r for r in reports if r["status"] == "dispatched"]
     widest = max((r["variants"] for r in dispatched), default=1)
     out.update(functions=len(reports), dispatched=len(dispatched), bodies=sum(r["variants"] for r in dispatched),

@@ -198,21 +198,20 @@ def parse_args(argv: Sequence[str]) -> Command:
     return cmd
 
 
-def _setting_value(key: str, text: str) -> Any:
+def _setting_value(key: str, text: str, spelled: str) -> Any:
     """A -mewe-KEY=VALUE or MEWE_KEY value, typed like its mewe.toml spelling."""
-    field_name = KEYS[key]
-    default = getattr(MultivariantOptions(), field_name)
+    default = getattr(MultivariantOptions(), KEYS[key])
     if isinstance(default, bool):
         if text.lower() in ("1", "true", "yes", "on"):
             return True
         if text.lower() in ("0", "false", "no", "off"):
             return False
-        raise MeweError(f"-mewe-{key}={text}: expected 1 or 0")
+        raise MeweError(f"{spelled}={text}: expected 1 or 0")
     if isinstance(default, int):
         try:
             return int(text)
         except ValueError:
-            raise MeweError(f"-mewe-{key}={text}: expected an integer") from None
+            raise MeweError(f"{spelled}={text}: expected an integer") from None
     return text
 
 
@@ -232,18 +231,19 @@ def multivariant_options(settings: dict[str, str], environ: dict[str, str] | Non
             if key in DRIVER_KEYS:
                 driver[key] = text
             elif key in KEYS:
-                typed[key] = _setting_value(key, text)
+                spelled = f"-mewe-{key}" if source == "flags" else "MEWE_" + key.upper().replace("-", "_")
+                typed[key] = _setting_value(key, text, spelled)
             elif source == "flags":
                 known = ", ".join(sorted([*KEYS, *DRIVER_KEYS]))
                 raise MeweError(f"unknown option '-mewe-{key}' (known: -mewe-{{{known}}})")
         if typed:
             options = apply_settings(options, typed, source)
-    if "jobs" not in settings and not environ.get("MEWE_JOBS") and options.jobs > 1 and options.executor == "serial":
+    if options.jobs > 1 and options.executor == "serial":  # -mewe-jobs=N asks for processes
         options = dataclasses.replace(options, executor=None)
     return options, driver
 
 
-def _clang(cmd: Command, args: list[str], verbose: bool) -> int:
+def _clang(args: list[str], verbose: bool) -> int:
     """Run the underlying clang (for wasm32-wasi) with `args`, streams inherited."""
     from mewe.toolchain import find_toolchain
 
@@ -291,7 +291,7 @@ def run(argv: Sequence[str]) -> int:
     """What `mewe-cc ARGS` does; returns the exit status."""
     cmd = parse_args(argv)
     if cmd.mode in ("info", "preprocess"):
-        return _clang(cmd, [a for a in cmd.passthrough if a not in IGNORED], cmd.verbose)
+        return _clang([a for a in cmd.passthrough if a not in IGNORED], cmd.verbose)
     mv, driver = multivariant_options(cmd.settings)
     if driver.get("verbose") in ("1", "true"):
         cmd.verbose = True
@@ -301,7 +301,7 @@ def run(argv: Sequence[str]) -> int:
             if cmd.languages[source] == "asm":
                 flag = "-c" if cmd.mode == "compile" else "-S"
                 out = cmd.output or _object_name(source, ".o" if cmd.mode == "compile" else ".s")
-                status = _clang(cmd, [*cmd.compile_flags, flag, source, "-o", out], cmd.verbose)
+                status = _clang([*cmd.compile_flags, flag, source, "-o", out], cmd.verbose)
                 if status:
                     return status
                 continue
@@ -326,7 +326,7 @@ def _link(cmd: Command, mv: MultivariantOptions, plain: MultivariantOptions, dri
             if item in cmd.languages:
                 obj = str(Path(tmp) / f"{k}-{_object_name(item, '.o')}")
                 if cmd.languages[item] == "asm":
-                    status = _clang(cmd, [*cmd.compile_flags, "-c", item, "-o", obj], cmd.verbose)
+                    status = _clang([*cmd.compile_flags, "-c", item, "-o", obj], cmd.verbose)
                     if status:
                         return status
                 elif cmd.lto:

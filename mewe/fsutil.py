@@ -21,6 +21,13 @@ def atomic_output(path: str | os.PathLike, mode: int = 0o644) -> Iterator[Path]:
     directory = target.parent if str(target.parent) else Path(".")
     if target.is_dir():
         raise MeweError(f"cannot write output '{target}': it is a directory")
+    if target.exists() and not target.is_file():  # /dev/null, a FIFO: write through, never replace it
+        with tempfile.TemporaryDirectory(prefix="mewe-out-") as scratch:
+            tmp = Path(scratch) / target.name
+            yield tmp
+            with open(target, "wb") as out:
+                out.write(tmp.read_bytes())
+        return
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
     except OSError as exc:

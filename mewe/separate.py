@@ -295,7 +295,7 @@ def link(
         data = add_dispatch_table(strip_custom_sections(data, lambda name: name == UNITS_SECTION), manifest)
     write_atomic(out, data, 0o755)
     written = None
-    if manifest is not None and write_manifest:
+    if manifest is not None and write_manifest and out.is_file():  # not beside /dev/null
         written = manifest_path(out)
         write_atomic(written, manifest.to_json().encode())
     return BuildResult(out, len(data), (), manifest, written)

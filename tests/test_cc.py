@@ -217,3 +217,24 @@ def test_archiver_indexes_wasm_objects(project):
     subprocess.run([str(BIN / "mewe-ranlib"), "libs.a"], cwd=project, check=True)
     listing = subprocess.run([str(BIN / "mewe-ar"), "t", "libs.a"], cwd=project, capture_output=True, text=True)
     assert listing.stdout.split() == ["shapes.o"]
+
+
+def test_output_to_dev_null_leaves_the_device_alone(project):
+    before = os.stat("/dev/null")
+    cc("-c", "fib.c", "-o", "/dev/null", cwd=project)
+    cc("main.c", "shapes.c", "fib.c", "-o", "/dev/null", "-mewe-manifest", cwd=project)
+    after = os.stat("/dev/null")
+    assert (after.st_mode, after.st_rdev, after.st_ino) == (before.st_mode, before.st_rdev, before.st_ino)
+    assert not Path("/dev/null.manifest.json").exists()
+
+
+def test_same_inputs_and_seed_give_identical_objects_and_programs(project):
+    for name in ("one", "two"):
+        (project / name).mkdir()
+        cc("-c", "../main.c", "-I..", "-o", "main.o", "-mewe-seed=5", cwd=project / name)
+        cc("-c", "../fib.c", "-o", "fib.o", "-mewe-seed=5", "-mewe-jobs=2", cwd=project / name)
+        cc("main.o", "fib.o", "../shapes.c", "-o", "app", "-mewe-seed=5", cwd=project / name)
+    for built in ("main.o", "fib.o", "app"):
+        assert (project / "one" / built).read_bytes() == (project / "two" / built).read_bytes(), built
+    cc("-c", "fib.c", "-o", "other.o", "-mewe-seed=6", cwd=project)
+    assert (project / "other.o").read_bytes() != (project / "one" / "fib.o").read_bytes()
