@@ -89,6 +89,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return status
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from mewe.runtime.serve import Limits, serve, service_names
+
+    routes = service_names(args.modules)
+
+    def ready(host: str, port: int) -> None:
+        paths = ", ".join(f"/{name}" for name in routes) + (" and /" if len(routes) == 1 else "")
+        print(f"mewe serve: http://{host}:{port} ({args.nodes} node{'s' if args.nodes > 1 else ''}; {paths})",
+              file=sys.stderr, flush=True)
+
+    limits = Limits(wall_ms=args.timeout_ms, memory_mb=args.memory_mb, body_bytes=args.max_body)
+    serve(args.modules, host=args.host, port=args.port, nodes=args.nodes, limits=limits, ready=ready)
+    return 0
+
+
 def _cmd_passes(args: argparse.Namespace) -> int:
     from mewe.passes import describe
 
@@ -179,6 +194,19 @@ def make_parser() -> argparse.ArgumentParser:
     r.add_argument("module", help="the .wasm module")
     r.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the module")
     r.set_defaults(func=_cmd_run)
+
+    v = sub.add_parser("serve", help="serve WASI modules over HTTP like edge nodes",
+                       description="An edge-node emulator: each module answers at /NAME (a lone one at / too); "
+                                   "the request body is its stdin, ?arg=A&arg=B its arguments, its stdout the "
+                                   "response. A fresh instance per request; NODES worker processes.")
+    v.add_argument("modules", nargs="+", metavar="MODULE", help="a WASI command module (.wasm)")
+    v.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: loopback only)")
+    v.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
+    v.add_argument("--nodes", type=int, default=1, help="worker processes, each an edge node (default 1)")
+    v.add_argument("--timeout-ms", type=int, default=10_000, help="wall-time limit per request (default 10000)")
+    v.add_argument("--memory-mb", type=int, default=256, help="linear-memory limit per request (default 256)")
+    v.add_argument("--max-body", type=int, default=16 << 20, help="largest request body in bytes (default 16 MiB)")
+    v.set_defaults(func=_cmd_serve)
     return parser
 
 

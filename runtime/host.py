@@ -109,8 +109,23 @@ def run(
         config.inherit_stderr()
     else:
         config.stderr_file = str(stderr)
+    return execute(engine, wasm, dispatchers, config, path, policy=policy, trace=trace)
 
-    store = wasmtime.Store(engine)
+
+class Trapped(MeweError):
+    """A wasm trap: one line, exit code TRAP_EXIT_CODE; `interrupted` when an epoch deadline hit."""
+
+    def __init__(self, message: str, interrupted: bool):
+        super().__init__(message, exit_code=TRAP_EXIT_CODE)
+        self.interrupted = interrupted
+
+
+def execute(engine: wasmtime.Engine, wasm: wasmtime.Module, dispatchers: dict[int, tuple[str, int]],
+            config: wasmtime.WasiConfig, path: Path, *, policy: Policy | str | None = None,
+            trace: list[tuple[str, int]] | None = None, store: wasmtime.Store | None = None) -> int:
+    """Instantiate a compiled WASI command in a fresh store (or `store`, prepared with limits)
+    and run it; returns its exit status, raises Trapped for a trap."""
+    store = store or wasmtime.Store(engine)
     store.set_wasi(config)
     linker = wasmtime.Linker(engine)
     linker.define_wasi()
@@ -131,11 +146,15 @@ def run(
     except wasmtime.ExitTrap as exit_trap:
         return exit_trap.code
     except wasmtime.Trap as trap:
-        raise MeweError(f"{path.name}: wasm trap: {describe_trap(trap)}", exit_code=TRAP_EXIT_CODE) from None
+        raise Trapped(f"{path.name}: wasm trap: {describe_trap(trap)}",
+                      trap.trap_code == wasmtime.TrapCode.INTERRUPT) from None
     finally:
         flush = exports.get("mewe_trace_flush")
         if trace is not None and isinstance(flush, wasmtime.Func):
-            flush(store)  # hand over what the module buffered since its last batch
+            try:
+                flush(store)  # hand over what the module buffered since its last batch
+            except wasmtime.Trap:
+                pass  # an interrupted store cannot run again; that batch is lost
     return 0
 
 

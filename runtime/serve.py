@@ -1,0 +1,246 @@
+"""`mewe serve`: an edge-node emulator for WASI services, over HTTP.
+
+Each service (a WASI command module) answers at `/<name>` (its file name without `.wasm`), and
+a lone service at `/` too. A request runs the module CGI-style, as WASI edge hosts do: the
+request body is stdin, `?arg=A&arg=B` are its arguments, stdout is the response body. Every
+request gets a fresh instance (so fresh RNG state for the dispatchers); modules are compiled
+once per node.
+
+`nodes` worker processes act as edge nodes, each listening on the same port (SO_REUSEPORT):
+the kernel spreads connections over them by address hash, and each answers with its node id
+(`X-Mewe-Node`). Within a
+node, requests run concurrently in threads. Limits per request: wall time (epoch
+interruption), linear memory, body size. Answers:
+
+    200  exit status 0: the module's stdout
+    500  nonzero exit status (X-Mewe-Exit), or a trap: one line saying which
+    504  the wall-time limit hit
+    413  body too large;  404  no such service;  405  not GET/POST
+
+For modules built with tracing, `X-Mewe-Trace` is the SHA-256 of the dispatch sequence and
+`X-Mewe-Trace-Length` its length.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import multiprocessing
+import multiprocessing.synchronize
+import os
+import signal
+import socket
+import tempfile
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from mewe.errors import MeweError
+
+EPOCH_TICK_S = 0.01
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may use."""
+
+    wall_ms: int = 10_000
+    memory_mb: int = 256
+    body_bytes: int = 16 << 20
+
+
+def service_names(modules: Sequence[str | os.PathLike]) -> dict[str, Path]:
+    """Route name -> module; raises MeweError for missing files, non-wasm files and clashes."""
+    from mewe.wasm import MAGIC
+
+    routes: dict[str, Path] = {}
+    for module in modules:
+        path = Path(module)
+        if not path.is_file():
+            raise MeweError(f"{path}: no such file")
+        with open(path, "rb") as fh:
+            if fh.read(8) != MAGIC:
+                raise MeweError(f"{path}: not a wasm module")
+        name = path.name.removesuffix(".wasm")
+        if name in routes:
+            raise MeweError(f"two services are called '{name}': {routes[name]} and {path}")
+        routes[name] = path
+    if not routes:
+        raise MeweError("no services to serve")
+    return routes
+
+
+class _Node:
+    """One edge node: an engine, the compiled services, and an epoch ticker for deadlines."""
+
+    def __init__(self, node_id: int, routes: dict[str, Path], limits: Limits):
+        import wasmtime
+
+        from .host import load_module
+
+        self.node_id, self.limits = node_id, limits
+        config = wasmtime.Config()
+        config.epoch_interruption = True
+        self.engine = wasmtime.Engine(config)
+        self.services = {name: load_module(self.engine, path) for name, path in routes.items()}
+        self.paths = routes
+        threading.Thread(target=self._tick, daemon=True).start()
+
+    def _tick(self) -> None:
+        while True:
+            time.sleep(EPOCH_TICK_S)
+            self.engine.increment_epoch()
+
+    def handle(self, name: str, args: list[str], body: bytes) -> tuple[int, bytes, dict[str, str]]:
+        import wasmtime
+
+        from .host import Trapped, execute
+
+        wasm, dispatchers = self.services[name]
+        headers = {"X-Mewe-Node": str(self.node_id)}
+        with tempfile.TemporaryDirectory(prefix="mewe-req-") as tmp:
+            stdin, stdout, stderr = (Path(tmp) / n for n in ("stdin", "stdout", "stderr"))
+            stdin.write_bytes(body)
+            config = wasmtime.WasiConfig()
+            config.argv = [name, *args]
+            config.stdin_file, config.stdout_file, config.stderr_file = str(stdin), str(stdout), str(stderr)
+            store = wasmtime.Store(self.engine)
+            store.set_limits(memory_size=self.limits.memory_mb << 20)
+            store.set_epoch_deadline(max(1, round(self.limits.wall_ms / 1000 / EPOCH_TICK_S)))
+            traced = any(imp.module == "mewe" and imp.name == "trace" for imp in wasm.imports)
+            trace: list[tuple[str, int]] | None = [] if traced else None
+            try:
+                status = execute(self.engine, wasm, dispatchers, config, self.paths[name], trace=trace, store=store)
+            except Trapped as trap:
+                if trap.interrupted:
+                    return 504, f"time limit exceeded ({self.limits.wall_ms} ms)\n".encode(), headers
+                return 500, (trap.message + "\n").encode(), headers
+            except MeweError as err:
+                return 500, (err.message + "\n").encode(), headers
+            except Exception as exc:  # noqa: BLE001 -- a request must get an answer, whatever failed
+                return 500, f"internal error: {type(exc).__name__}: {exc}\n".encode(), headers
+            if trace is not None:
+                digest = hashlib.sha256("\n".join(f"{f} {k}" for f, k in trace).encode()).hexdigest()
+                headers.update({"X-Mewe-Trace": digest, "X-Mewe-Trace-Length": str(len(trace))})
+            headers["X-Mewe-Exit"] = str(status)
+            if status != 0:
+                detail = stderr.read_bytes()[-4096:] or f"exit status {status}\n".encode()
+                return 500, detail, headers
+            return 200, stdout.read_bytes(), headers
+
+
+def _handler(node: _Node, routes: dict[str, Path]) -> type[http.server.BaseHTTPRequestHandler]:
+    single = next(iter(routes)) if len(routes) == 1 else None
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        server_version = "mewe-serve"
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, fmt, *args):  # quiet: one line per request is noise under load
+            pass
+
+        def _answer(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/octet-stream" if status == 200 else "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _serve(self) -> None:
+            url = urllib.parse.urlsplit(self.path)
+            name = url.path.strip("/") or single
+            if name not in routes:
+                return self._answer(404, f"no service at {url.path}\n".encode(), {"X-Mewe-Node": str(node.node_id)})
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                return self._answer(400, b"bad Content-Length\n")
+            if length < 0 or length > node.limits.body_bytes:
+                self.close_connection = True
+                if 0 < length <= 4 * node.limits.body_bytes + (1 << 20):  # drain it, so the client reads the 413
+                    self.rfile.read(length)
+                return self._answer(413, f"body larger than {node.limits.body_bytes} bytes\n".encode())
+            body = self.rfile.read(length) if length else b""
+            args = urllib.parse.parse_qs(url.query, keep_blank_values=True).get("arg", [])
+            self._answer(*node.handle(name, args, body))
+
+        do_GET = do_POST = _serve
+
+        def _refuse(self) -> None:
+            self._answer(405, b"use GET or POST\n", {"Allow": "GET, POST"})
+
+        do_PUT = do_DELETE = do_PATCH = _refuse
+
+    return Handler
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+
+def _node_main(address: tuple[str, int], node_id: int, routes: dict[str, Path], limits: Limits,
+               ready: multiprocessing.synchronize.Event) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    node = _Node(node_id, routes, limits)  # compile first: a listening node answers at once
+    server = _Server(address, _handler(node, routes), bind_and_activate=False)
+    server.socket = socket.create_server(address, backlog=256, reuse_port=True)
+    ready.set()
+    server.serve_forever()
+
+
+def serve(
+    modules: Sequence[str | os.PathLike],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    nodes: int = 1,
+    limits: Limits = Limits(),
+    ready: Callable[[str, int], None] | None = None,
+    stop: threading.Event | None = None,
+) -> None:
+    """Serve `modules` over HTTP on `host:port` (loopback by default) with `nodes` worker
+    processes, until interrupted or `stop` is set. `ready(host, port)` is called once the
+    nodes accept connections (port 0 picks a free port)."""
+    routes = service_names(modules)
+    if nodes < 1:
+        raise MeweError("--nodes must be at least 1")
+    # Hold the port (bound, not listening) so port 0 gives one port all nodes then listen on.
+    holder = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        holder.bind((host, port))
+    except OSError as exc:
+        holder.close()
+        raise MeweError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    address = holder.getsockname()[:2]
+    context = multiprocessing.get_context("fork")  # wasmtime starts in the nodes, after the fork
+    events = [context.Event() for _ in range(nodes)]
+    workers = [context.Process(target=_node_main, args=(address, k, routes, limits, events[k]), daemon=True)
+               for k in range(nodes)]
+    for worker in workers:
+        worker.start()
+    try:
+        while not all(e.is_set() for e in events):
+            if any(not w.is_alive() for w in workers):
+                raise MeweError("an edge node failed to start; see its error above")
+            time.sleep(0.05)
+        if ready:
+            ready(address[0], address[1])
+        while not (stop and stop.is_set()):
+            if any(not w.is_alive() for w in workers):
+                raise MeweError("an edge node died; see its error above")
+            time.sleep(0.2)
+    finally:
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            worker.join(5)
+        holder.close()
+
+
+__all__ = ["serve", "Limits", "service_names"]

@@ -1,0 +1,113 @@
+"""`mewe serve` over real loopback HTTP: concurrent clients, several nodes, fresh instances,
+limits and clear errors."""
+
+from __future__ import annotations
+
+import http.client
+import re
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from conftest import EXAMPLES, mewe
+
+ECHO_C = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+static char buf[1 << 16];
+static void *volatile last; /* kept, so the allocations cannot be optimized away */
+static void reverse(char *s, size_t n) { for (size_t i = 0; i < n / 2; i++) { char t = s[i]; s[i] = s[n - 1 - i]; s[n - 1 - i] = t; } }
+int main(int argc, char **argv) {
+    size_t n = fread(buf, 1, sizeof buf - 1, stdin);
+    buf[n] = 0;
+    if (strcmp(buf, "trap") == 0) __builtin_trap();
+    if (strcmp(buf, "loop") == 0) { volatile unsigned spin = 1; while (spin) spin++; }
+    if (strcmp(buf, "exit3") == 0) { fputs("failing on purpose\n", stderr); return 3; }
+    if (strcmp(buf, "hog") == 0) { size_t total = 0; while ((last = malloc(1 << 20))) total++; printf("oom after %zu MiB\n", total); return 0; }
+    reverse(buf, n);
+    printf("%s", buf);
+    for (int i = 1; i < argc; i++) printf(" %s", argv[i]);
+    return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("serve")
+    (tmp / "echo.c").write_text(ECHO_C)
+    for source, name in ((tmp / "echo.c", "echo"), (EXAMPLES / "hash.c", "hash")):
+        res = mewe("build", source, "--variants", "3", "--trace", "-o", tmp / f"{name}.wasm")
+        assert res.returncode == 0, res.stderr
+    proc = subprocess.Popen([sys.executable, "-m", "mewe", "serve", tmp / "echo.wasm", tmp / "hash.wasm", "--port", "0",
+                             "--nodes", "2", "--timeout-ms", "1500", "--memory-mb", "32", "--max-body", "4096"],
+                            stderr=subprocess.PIPE, text=True)
+    line = proc.stderr.readline()
+    match = re.search(r"http://127\.0\.0\.1:(\d+) \(2 nodes; /echo, /hash\)", line)
+    assert match, line
+    yield int(match.group(1))
+    proc.terminate()
+    proc.wait(10)
+
+
+def request(port: int, path: str, body: bytes = b"", method: str = "POST") -> tuple[int, bytes, dict[str, str]]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    conn.request(method, path, body=body)
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    return resp.status, data, {k.lower(): v for k, v in resp.getheaders()}
+
+
+def test_concurrent_clients_get_their_own_answers_from_every_node(server):
+    def one(i: int):
+        body = f"request-{i:04d}".encode()
+        return i, request(server, f"/echo?arg=n{i}", body)
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        results = list(pool.map(one, range(120)))
+    nodes, traces = set(), set()
+    for i, (status, data, headers) in results:
+        assert status == 200, data
+        assert data == f"request-{i:04d}".encode()[::-1] + f" n{i}".encode()  # never another request's
+        nodes.add(headers["x-mewe-node"])
+        traces.add(headers["x-mewe-trace"])
+        assert int(headers["x-mewe-trace-length"]) >= 1
+    assert nodes == {"0", "1"}  # the kernel spreads 120 connections over both nodes
+    assert len(traces) > 1  # fresh instances: fresh random paths
+
+
+def test_several_services_are_mounted_by_name(server):
+    status, data, _ = request(server, "/hash?arg=abc", method="GET")
+    assert status == 200 and data.startswith(b"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    assert request(server, "/")[0] == 404  # two services: no default route
+    assert request(server, "/missing")[0] == 404
+
+
+def test_traps_limits_and_bad_requests_are_clear_errors(server):
+    status, data, headers = request(server, "/echo", b"trap")
+    assert status == 500 and b"wasm trap: " in data and data.count(b"\n") == 1
+    start = time.monotonic()
+    status, data, _ = request(server, "/echo", b"loop")
+    assert status == 504 and b"time limit exceeded" in data and time.monotonic() - start < 30
+    status, data, headers = request(server, "/echo", b"exit3")
+    assert (status, headers["x-mewe-exit"]) == (500, "3") and b"failing on purpose" in data
+    status, data, _ = request(server, "/echo", b"hog")  # memory.grow fails at the limit; malloc returns NULL
+    assert status == 200 and int(data.split()[2]) < 32
+    assert request(server, "/echo", b"x" * 5000)[0] == 413
+    assert request(server, "/echo", method="PUT")[0] == 405
+    status, data, _ = request(server, "/echo", b"still serving")  # after all that
+    assert (status, data) == (200, b"gnivres llits")
+
+
+def test_serve_refuses_bad_modules(tmp_path):
+    (tmp_path / "not.wasm").write_text("hello")
+    res = mewe("serve", tmp_path / "not.wasm", "--port", "0")
+    assert res.returncode == 1 and res.stderr.strip() == f"mewe: error: {tmp_path / 'not.wasm'}: not a wasm module"
+    res = mewe("serve", tmp_path / "absent.wasm")
+    assert res.returncode == 1 and "no such file" in res.stderr
