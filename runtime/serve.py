@@ -183,14 +183,29 @@ class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
 
+def _die_with_parent() -> None:
+    """Linux: the kernel stops this node when the server process goes, however it goes."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _node_main(address: tuple[str, int], node_id: int, routes: dict[str, Path], limits: Limits,
                ready: multiprocessing.synchronize.Event) -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    _die_with_parent()
     node = _Node(node_id, routes, limits)  # compile first: a listening node answers at once
     server = _Server(address, _handler(node, routes), bind_and_activate=False)
     server.socket = socket.create_server(address, backlog=256, reuse_port=True)
     ready.set()
     server.serve_forever()
+
+
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)  # run serve's cleanup: stop the nodes
 
 
 def serve(
@@ -224,6 +239,7 @@ def serve(
                for k in range(nodes)]
     for worker in workers:
         worker.start()
+    previous = signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() else None
     try:
         while not all(e.is_set() for e in events):
             if any(not w.is_alive() for w in workers):
@@ -241,6 +257,8 @@ def serve(
         for worker in workers:
             worker.join(5)
         holder.close()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 __all__ = ["serve", "Limits", "service_names"]
