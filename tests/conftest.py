@@ -68,3 +68,28 @@ def sink_variants(sources: list[Path], count: int, only: set[str] | None = None)
             for k in range(1, count + 1)
         ]
     return variants
+
+
+def load_benchmark(name: str):
+    """A script of benchmarks/ as a module (its functions drive builds the tests share)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def libsodium(tmp_path_factory) -> Path:
+    """libsodium (downloaded by package name, cached outside the repository) configured and built
+    by its own autotools with mewe-cc: multivariant, traced, cold. Returns the build tree."""
+    import os
+
+    if subprocess.run(["sh", "-c", "command -v make"], capture_output=True).returncode != 0:
+        pytest.fail("libsodium's build needs make (apt install make)")
+    bench = load_benchmark("libsodium")
+    dest = tmp_path_factory.mktemp("libsodium") / "multivariant"
+    settings = {"MEWE_VARIANTS": "4", "MEWE_TRACE": "1", "MEWE_CACHE": "0"}
+    bench.build(bench.fetch(), dest, settings, jobs=os.cpu_count() or 1)
+    return dest
