@@ -104,6 +104,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from mewe.report import write_report
+
+    out = write_report(args.results, args.output)
+    print(f"mewe: wrote {out}", file=sys.stderr)
+    return 0
+
+
 def _cmd_passes(args: argparse.Namespace) -> int:
     from mewe.passes import describe
 
@@ -207,6 +215,13 @@ def make_parser() -> argparse.ArgumentParser:
     v.add_argument("--memory-mb", type=int, default=256, help="linear-memory limit per request (default 256)")
     v.add_argument("--max-body", type=int, default=16 << 20, help="largest request body in bytes (default 16 MiB)")
     v.set_defaults(func=_cmd_serve)
+
+    rp = sub.add_parser("report", help="render evaluation results as one HTML page",
+                        description="Render the JSON that benchmarks/edge.py writes (--json) as an HTML page with "
+                                    "tables and charts, each figure beside the reference's.")
+    rp.add_argument("results", help="evaluation results (JSON)")
+    rp.add_argument("-o", dest="output", default="report.html", help="output page (default report.html)")
+    rp.set_defaults(func=_cmd_report)
     return parser
 
 

@@ -1,0 +1,311 @@
+"""The reference evaluation on one machine, for the five libsodium endpoints (services/).
+
+Builds libsodium twice with its own configure + make through mewe-cc (plain, and multivariant
+with tracing; see libsodium.py), links each service against each, then measures:
+
+- RQ1 static diversity: functions, dispatched functions, bodies, variants still distinct in
+  the wasm and after Cranelift (`mewe.preservation`), sizes.
+- RQ2/RQ3 path diversity: `mewe serve --nodes N`; the same request sent until every node
+  answered CALLS times; unique trace hashes per node and overall, and the normalized entropy
+  of the path distribution.
+- Overhead: latency of the plain and the multivariant service, alternated in one run: in
+  process (`mewe.run`, instantiation included, compilation excluded) and through the
+  emulator (HTTP on loopback).
+- RQ4 timing side channel: latencies under `pinned:K` (one fixed path per K), each K against
+  K=0 with a two-sided Mann-Whitney U test.
+
+    python benchmarks/edge.py --json edge.json        # ~10 min on 2 cores (libsodium builds cached)
+
+The QR endpoints (Rust) are not built yet; their rows are left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import math
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+BIN = Path(sys.executable).parent
+SERVICES = ("encrypt", "decrypt", "random", "invert", "bin2base64")
+# The reference's per-endpoint figures: functions, dispatchers, variants, unique-path ratio per node
+# (lowest), slowdown of the median latency.
+REFERENCE = {
+    "encrypt": {"functions": 23, "dispatchers": 5, "variants": 56, "slowdown": 31.0},
+    "decrypt": {"functions": 20, "dispatchers": 5, "variants": 49, "slowdown": 17.0},
+    "random": {"functions": 8, "dispatchers": 2, "variants": 238, "slowdown": 14.5},
+    "invert": {"functions": 8, "dispatchers": 2, "variants": 125, "slowdown": 2.9},
+    "bin2base64": {"functions": 3, "dispatchers": 2, "variants": 47, "slowdown": 21.5},
+}
+
+
+def _bench(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", HERE / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def build_libsodium(work: Path, variants: int, jobs: int, reuse: bool) -> dict[str, Path]:
+    lib = _bench("libsodium")
+    source = lib.fetch()
+    trees = {}
+    for kind, settings in (("plain", {"MEWE_VARIANTS": "0"}),
+                           ("multivariant", {"MEWE_VARIANTS": str(variants), "MEWE_TRACE": "1"})):
+        dest = work / f"libsodium-{kind}"
+        if not (reuse and (dest / "src" / "libsodium" / ".libs" / "libsodium.a").is_file()):
+            start = time.perf_counter()
+            lib.build(source, dest, settings, jobs)
+            print(f"libsodium {kind}: built in {time.perf_counter() - start:.0f} s", flush=True)
+        trees[kind] = dest / "src" / "libsodium"
+    return trees
+
+
+def build_services(trees: dict[str, Path], out: Path, variants: int) -> dict[str, dict[str, Path]]:
+    built: dict[str, dict[str, Path]] = {"plain": {}, "multivariant": {}}
+    for kind, lib in trees.items():
+        for name in SERVICES:
+            target = out / kind / f"{name}.wasm"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            flags = ["-mewe-variants=0"] if kind == "plain" else [f"-mewe-variants={variants}", "-mewe-trace=1",
+                                                                 "-mewe-manifest"]
+            subprocess.run([str(BIN / "mewe-cc"), "-O2", *flags, f"-I{lib / 'include'}",
+                            str(ROOT / "services" / f"{name}.c"), f"-L{lib / '.libs'}", "-lsodium", "-o", str(target)],
+                           check=True)
+            built[kind][name] = target
+    return built
+
+
+def requests(plain: dict[str, Path], tmp: Path) -> dict[str, bytes]:
+    """One fixed request per endpoint (decrypt's is a message sealed by the plain encrypt)."""
+    from mewe import run
+
+    (tmp / "msg").write_bytes(b"multivariant execution at the edge")
+    run(plain["encrypt"], [], stdin=tmp / "msg", stdout=tmp / "sealed")
+    return {"encrypt": b"multivariant execution at the edge", "decrypt": (tmp / "sealed").read_bytes(),
+            "random": b"32", "invert": ("5a" * 31 + "07").encode(), "bin2base64": b"multivariant execution at the edge"}
+
+
+def rq1(services: dict[str, dict[str, Path]]) -> dict[str, dict]:
+    from mewe import preservation
+
+    rows = {}
+    for name in services["multivariant"]:
+        module = services["multivariant"][name]
+        manifest = json.loads(module.with_name(f"{name}.manifest.json").read_text())
+        totals = manifest["totals"]
+        rates = preservation(module).rates()
+        rows[name] = {"functions": totals["functions"], "dispatchers": totals["dispatched"],
+                      "variants": totals["bodies"] - totals["dispatched"], "bodies": totals["bodies"],
+                      "preserved_wasm": rates["overall"]["wasm"], "preserved_native": rates["overall"]["native"],
+                      "size_plain": services["plain"][name].stat().st_size, "size_multivariant": module.stat().st_size}
+    return rows
+
+
+class Server:
+    """`mewe serve` in a subprocess; HTTP calls to it."""
+
+    def __init__(self, modules: list[Path], nodes: int):
+        self.proc = subprocess.Popen([sys.executable, "-m", "mewe", "serve", *map(str, modules), "--port", "0",
+                                      "--nodes", str(nodes)], stderr=subprocess.PIPE, text=True)
+        line = self.proc.stderr.readline()
+        match = re.search(r":(\d+) \(", line)
+        if not match:
+            self.proc.kill()
+            raise RuntimeError(f"mewe serve did not start: {line}")
+        self.port = int(match.group(1))
+
+    def call(self, name: str, body: bytes) -> tuple[int, dict[str, str], float, bytes]:
+        start = time.perf_counter()
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+        conn.request("POST", f"/{name}", body=body)
+        resp = conn.getresponse()
+        data = resp.read()
+        elapsed = time.perf_counter() - start
+        conn.close()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, elapsed, data
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def entropy_ratio(counts: Counter, total: int) -> float:
+    """Shannon entropy of the observed paths over its maximum for `total` calls (all distinct)."""
+    if total <= 1:
+        return 0.0
+    h = -sum(c / total * math.log2(c / total) for c in counts.values())
+    return h / math.log2(total)
+
+
+def rq2_rq3(services: dict[str, Path], bodies: dict[str, bytes], nodes: int, calls: int) -> dict[str, dict]:
+    server = Server(list(services.values()), nodes)
+    rows = {}
+    try:
+        for name in services:
+            per_node: dict[str, list[str]] = {str(k): [] for k in range(nodes)}
+            sent = 0
+            while any(len(v) < calls for v in per_node.values()) and sent < calls * nodes * 4:
+                status, headers, _, data = server.call(name, bodies[name])
+                sent += 1
+                if status != 200:
+                    raise RuntimeError(f"{name}: HTTP {status}: {data[:200]!r}")
+                traces = per_node[headers["x-mewe-node"]]
+                if len(traces) < calls:
+                    traces.append(headers["x-mewe-trace"])
+            all_traces = [t for v in per_node.values() for t in v]
+            rows[name] = {
+                "calls_per_node": {k: len(v) for k, v in per_node.items()},
+                "unique_per_node": {k: len(set(v)) / max(1, len(v)) for k, v in per_node.items()},
+                "unique_overall": len(set(all_traces)) / max(1, len(all_traces)),
+                "entropy": entropy_ratio(Counter(all_traces), len(all_traces)),
+            }
+    finally:
+        server.close()
+    return rows
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _in_process(module: Path, stdin: Path, policy: str | None = None) -> float:
+    from mewe import run
+
+    start = time.perf_counter()
+    status = run(module, [], stdin=stdin, stdout=os.devnull, policy=policy)
+    elapsed = time.perf_counter() - start
+    if status != 0:
+        raise RuntimeError(f"{module.name} exited with {status}")
+    return elapsed
+
+
+def overhead(services: dict[str, dict[str, Path]], bodies: dict[str, bytes], runs: int, tmp: Path) -> dict[str, dict]:
+    rows = {}
+    plain_server = Server(list(services["plain"].values()), 1)
+    mv_server = Server(list(services["multivariant"].values()), 1)
+    try:
+        for name in services["multivariant"]:
+            stdin = tmp / f"{name}.in"
+            stdin.write_bytes(bodies[name])
+            times: dict[str, list[float]] = {"plain": [], "multivariant": [], "plain_http": [], "multivariant_http": []}
+            for kind in ("plain", "multivariant"):  # compile outside the timings
+                _in_process(services[kind][name], stdin)
+            for _ in range(runs):  # alternated, so drift on a shared machine hits both
+                for kind, server in (("plain", plain_server), ("multivariant", mv_server)):
+                    times[kind].append(_in_process(services[kind][name], stdin))
+                    status, _, elapsed, _ = server.call(name, bodies[name])
+                    assert status == 200
+                    times[f"{kind}_http"].append(elapsed)
+            row = {}
+            for key, values in times.items():
+                row[f"{key}_median_us"] = statistics.median(values) * 1e6
+                row[f"{key}_p95_us"] = _percentile(values, 0.95) * 1e6
+            row["ratio_median"] = row["multivariant_median_us"] / row["plain_median_us"]
+            row["ratio_p95"] = row["multivariant_p95_us"] / row["plain_p95_us"]
+            row["ratio_http_median"] = row["multivariant_http_median_us"] / row["plain_http_median_us"]
+            row["ratio_http_p95"] = row["multivariant_http_p95_us"] / row["plain_http_p95_us"]
+            rows[name] = row
+    finally:
+        plain_server.close()
+        mv_server.close()
+    return rows
+
+
+def mann_whitney(a: list[float], b: list[float]) -> float:
+    """Two-sided p-value of the Mann-Whitney U test (normal approximation, tie-corrected)."""
+    pooled = sorted([(v, 0) for v in a] + [(v, 1) for v in b])
+    ranks = [0.0] * len(pooled)
+    ties = 0.0
+    i = 0
+    while i < len(pooled):
+        j = i
+        while j + 1 < len(pooled) and pooled[j + 1][0] == pooled[i][0]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[k] = (i + j) / 2 + 1
+        t = j - i + 1
+        ties += t ** 3 - t
+        i = j + 1
+    n1, n2 = len(a), len(b)
+    r1 = sum(r for r, (_, group) in zip(ranks, pooled) if group == 0)
+    u = r1 - n1 * (n1 + 1) / 2
+    n = n1 + n2
+    sigma = math.sqrt(n1 * n2 / 12 * ((n + 1) - ties / (n * (n - 1))))
+    if sigma == 0:
+        return 1.0
+    z = (abs(u - n1 * n2 / 2) - 0.5) / sigma
+    return math.erfc(max(z, 0) / math.sqrt(2))
+
+
+def rq4(services: dict[str, Path], bodies: dict[str, bytes], runs: int, widest: int, tmp: Path) -> dict[str, dict]:
+    rows = {}
+    for name in services:
+        stdin = tmp / f"{name}.in"
+        stdin.write_bytes(bodies[name])
+        _in_process(services[name], stdin)
+        samples: dict[int, list[float]] = {k: [] for k in range(widest)}
+        for _ in range(runs):
+            for k in range(widest):
+                samples[k].append(_in_process(services[name], stdin, f"pinned:{k}"))
+        pvalues = {k: mann_whitney(samples[0], samples[k]) for k in range(1, widest)}
+        alpha = 0.05 / max(1, len(pvalues))  # Bonferroni over the comparisons
+        rows[name] = {"median_us": {k: statistics.median(v) * 1e6 for k, v in samples.items()},
+                      "p_values": pvalues, "distinguishable": sorted(k for k, p in pvalues.items() if p < alpha)}
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--variants", type=int, default=4)
+    parser.add_argument("--nodes", type=int, default=4, help="edge nodes for RQ2/RQ3 (default 4)")
+    parser.add_argument("--calls", type=int, default=100, help="calls per node per endpoint (default 100)")
+    parser.add_argument("--runs", type=int, default=100, help="latency samples per build per endpoint")
+    parser.add_argument("--rq4-runs", type=int, default=40, help="latency samples per pinned path")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--work", type=Path, default=None, help="build directory (default: in the cache)")
+    parser.add_argument("--reuse", action="store_true", help="reuse libsodium builds already in --work")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    args = parser.parse_args(argv)
+
+    from mewe.fsutil import cache_dir
+
+    work = args.work or cache_dir("edge")
+    started = time.perf_counter()
+    trees = build_libsodium(work, args.variants, args.jobs, args.reuse)
+    with tempfile.TemporaryDirectory(prefix="mewe-edge-") as scratch:
+        tmp = Path(scratch)
+        services = build_services(trees, tmp / "services", args.variants)
+        bodies = requests(services["plain"], tmp)
+        out = {"settings": {k: v for k, v in vars(args).items() if k not in ("work", "json")}, "reference": REFERENCE}
+        out["rq1"] = rq1(services)
+        print("RQ1", json.dumps(out["rq1"]), flush=True)
+        out["rq2_rq3"] = rq2_rq3(services["multivariant"], bodies, args.nodes, args.calls)
+        print("RQ2/3", json.dumps(out["rq2_rq3"]), flush=True)
+        out["overhead"] = overhead(services, bodies, args.runs, tmp)
+        print("overhead", json.dumps(out["overhead"]), flush=True)
+        out["rq4"] = rq4(services["multivariant"], bodies, args.rq4_runs, args.variants + 1, tmp)
+        print("RQ4", json.dumps(out["rq4"]), flush=True)
+    out["seconds"] = time.perf_counter() - started
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

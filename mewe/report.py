@@ -1,0 +1,82 @@
+"""`mewe report`: one HTML page (jinja2) from the JSON `benchmarks/edge.py` writes, with each
+figure beside the reference's and small inline SVG charts (no scripts, no network)."""
+
+from __future__ import annotations
+
+import json
+import os
+from html import escape
+from pathlib import Path
+
+from mewe.errors import MeweError
+from mewe.fsutil import write_atomic
+
+SECTIONS = ("rq1", "rq2_rq3", "overhead", "rq4", "reference", "settings")
+
+
+def bars(title: str, groups: dict[str, dict[str, float]], unit: str = "") -> str:
+    """A grouped horizontal bar chart as SVG: one group per endpoint, one bar per series."""
+    series = sorted({s for g in groups.values() for s in g})
+    colours = ["#4472c4", "#ed7d31", "#70ad47", "#a5a5a5", "#ffc000", "#5b9bd5"]
+    top = max((v for g in groups.values() for v in g.values()), default=1.0) or 1.0
+    row, width, left = 14, 420, 110
+    height = 30 + len(groups) * (len(series) * row + 8)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 90}" height="{height}" role="img">',
+             f'<text x="0" y="14" font-weight="bold">{escape(title)}</text>']
+    y = 26
+    for name, values in groups.items():
+        parts.append(f'<text x="0" y="{y + row}">{escape(name)}</text>')
+        for i, s in enumerate(series):
+            v = values.get(s, 0.0)
+            w = max(1.0, width * v / top)
+            parts.append(f'<rect x="{left}" y="{y}" width="{w:.1f}" height="{row - 2}" fill="{colours[i % len(colours)]}">'
+                         f'<title>{escape(s)}: {v:.3g}{unit}</title></rect>')
+            parts.append(f'<text x="{left + w + 4:.1f}" y="{y + row - 3}">{escape(s)} {v:.3g}{unit}</text>')
+            y += row
+        y += 8
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def render(data: dict) -> str:
+    """The report page for evaluation results `data` (as benchmarks/edge.py writes them)."""
+    import jinja2
+    from markupsafe import Markup
+
+    missing = [s for s in SECTIONS if s not in data]
+    if missing:
+        raise MeweError(f"not an evaluation result: no {', '.join(missing)} (write one with benchmarks/edge.py --json)")
+    endpoints = list(data["rq1"])
+    charts = {
+        "variants": bars("variants per endpoint", {n: {"variants": data["rq1"][n]["variants"],
+                                                       "reference": data["reference"].get(n, {}).get("variants", 0)}
+                                                   for n in endpoints}),
+        "unique": bars("unique traces / calls, per node", {n: {f"node {k}": v for k, v in
+                                                              data["rq2_rq3"][n]["unique_per_node"].items()}
+                                                          for n in endpoints}),
+        "latency": bars("median latency in process", {n: {"plain": data["overhead"][n]["plain_median_us"],
+                                                          "multivariant": data["overhead"][n]["multivariant_median_us"]}
+                                                      for n in endpoints}, " µs"),
+    }
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
+                             autoescape=True, undefined=jinja2.StrictUndefined)
+    template = env.get_template("report.html.j2")
+    return template.render(endpoints=endpoints, rq1=data["rq1"], rq23=data["rq2_rq3"], overhead=data["overhead"],
+                           rq4=data["rq4"], reference=data["reference"], settings=data["settings"],
+                           seconds=data.get("seconds", 0.0), charts={k: Markup(v) for k, v in charts.items()})
+
+
+def write_report(results: str | os.PathLike, output: str | os.PathLike) -> Path:
+    """Render the evaluation results at `results` (JSON) into the HTML file `output`."""
+    path = Path(results)
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise MeweError(f"{path}: {exc.strerror or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise MeweError(f"{path}: not JSON: {exc}") from None
+    write_atomic(output, render(data).encode())
+    return Path(output)
+
+
+__all__ = ["render", "write_report", "bars"]
