@@ -74,18 +74,24 @@ def load_benchmark(name: str):
     """A script of benchmarks/ as a module (its functions drive builds the tests share)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    key = f"bench_{name}"
+    if key not in sys.modules:  # registered, so worker processes (forked) can unpickle its functions
+        spec = importlib.util.spec_from_file_location(key, ROOT / "benchmarks" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module
+        spec.loader.exec_module(module)
+    return sys.modules[key]
 
 
 @pytest.fixture(scope="session")
 def libsodium(tmp_path_factory) -> Path:
     """libsodium (downloaded by package name, cached outside the repository) configured and built
-    by its own autotools with mewe-cc: multivariant, traced, cold. Returns the build tree."""
+    by its own autotools with mewe-cc: multivariant, traced, cold. Returns the build tree.
+    MEWE_TEST_LIBSODIUM names a tree built so before, to skip the build when iterating."""
     import os
 
+    if os.environ.get("MEWE_TEST_LIBSODIUM"):
+        return Path(os.environ["MEWE_TEST_LIBSODIUM"])
     if subprocess.run(["sh", "-c", "command -v make"], capture_output=True).returncode != 0:
         pytest.fail("libsodium's build needs make (apt install make)")
     bench = load_benchmark("libsodium")
