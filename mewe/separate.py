@@ -32,7 +32,7 @@ from mewe.llvmir import parse_module
 from mewe.pipeline import _multivariant, add_dispatch_table, check_options, manifest_path
 from mewe.toolchain import Toolchain, find_toolchain
 from mewe.types import BuildResult, CompileOptions, FunctionReport, IRModule, Manifest, MultivariantOptions
-from mewe.wasm import add_custom_section, custom_section, strip_custom_sections
+from mewe.wasm import add_custom_section, custom_section, parse_wasm, strip_custom_sections
 
 UNITS_SECTION = "mewe.units"
 EMIT_KINDS = ("object", "assembly", "bitcode", "ir")
@@ -236,11 +236,13 @@ def _whole_program(bitcode: list[Path], archives: list[Path], tmp: Path, output:
     return obj_path
 
 
-def _unit_manifest(output: Path, payload: bytes, mv: MultivariantOptions) -> Manifest:
-    """The manifest of a separately compiled module, from its units' concatenated reports."""
+def _unit_manifest(output: Path, payload: bytes, mv: MultivariantOptions, present: set[str]) -> Manifest:
+    """The manifest of a separately compiled module, from its units' concatenated reports: the
+    functions still in the module (`present`: wasm-ld drops what nothing reaches)."""
     known = {f.name for f in fields(FunctionReport)}
     units = [json.loads(line) for line in payload.decode().splitlines() if line.strip()]
-    functions = [FunctionReport(**{k: v for k, v in f.items() if k in known}) for u in units for f in u["functions"]]
+    functions = [FunctionReport(**{k: v for k, v in f.items() if k in known}) for u in units for f in u["functions"]
+                 if f["name"] in present or linker.body_name(f["name"], 0) in present]
     owners: dict[int, FunctionReport] = {}
     for f in functions:
         if f.status != "dispatched":
@@ -291,7 +293,8 @@ def link(
     manifest = None
     payload = custom_section(data, UNITS_SECTION)
     if payload:
-        manifest = _unit_manifest(out, payload, multivariant)
+        present = set(parse_wasm(data).function_names.values())
+        manifest = _unit_manifest(out, payload, multivariant, present)
         data = add_dispatch_table(strip_custom_sections(data, lambda name: name == UNITS_SECTION), manifest)
     write_atomic(out, data, 0o755)
     written = None
