@@ -54,9 +54,14 @@ def render(data: dict) -> str:
         "unique": bars("unique traces / calls, per node", {n: {f"node {k}": v for k, v in
                                                               data["rq2_rq3"][n]["unique_per_node"].items()}
                                                           for n in endpoints}),
-        "latency": bars("median latency in process", {n: {"plain": data["overhead"][n]["plain_median_us"],
-                                                          "multivariant": data["overhead"][n]["multivariant_median_us"]}
-                                                      for n in endpoints}, " µs"),
+        "preservation": bars("variants still distinct after codegen", {
+            n: {"wasm": 100 * data["rq1"][n]["preserved_wasm"], "Cranelift": 100 * (data["rq1"][n]["preserved_native"] or 0)}
+            for n in endpoints}, "%"),
+        "latency": bars("latency in process: median and p95", {
+            n: {f"{kind} {q}": data["overhead"][n][f"{kind}_{q}_us"] for kind in ("plain", "multivariant")
+                for q in ("median", "p95")} for n in endpoints}, " µs"),
+        "paths": bars("median latency per pinned path", {
+            n: {f"path {k}": v for k, v in data["rq4"][n]["median_us"].items()} for n in endpoints}, " µs"),
     }
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
                              autoescape=True, undefined=jinja2.StrictUndefined)

@@ -67,7 +67,9 @@ def test_report_shows_the_run_numbers(results, tmp_path):
         assert f"{data['rq1'][name]['dispatchers']} <span" in row and f"{data['rq1'][name]['variants']} <span" in row
         row = re.search(rf"<tr><td>{name}</td>(.*?)</tr>", page.split('id="overhead"')[1], re.S).group(1)
         assert f"{data['overhead'][name]['ratio_median']:.2f}×" in row
-    assert page.count("<svg") == 3
+    assert page.count("<svg") == 5  # variants, preservation, unique traces, latency, path timing
+    median = data["rq4"]["sort"]["median_us"]["2"]
+    assert f"path 2: {median:.3g} µs" in page  # the chart's numbers are the run's too
     bad = mewe("report", tmp_path / "report.html", "-o", tmp_path / "x.html")
     assert bad.returncode == 1 and bad.stderr.startswith("mewe: error: ") and "not JSON" in bad.stderr
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
