@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tarfile
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 PYNACL = "pynacl==1.6.2"
@@ -118,9 +118,10 @@ def _run_test(program: str, policies: list[str | None]) -> list[tuple[str, str |
 
 
 def run_suite(programs: list[Path], policies: list[str | None], jobs: int) -> list[tuple[str, str | None, int, float]]:
-    """Every test under every policy; tests are spread over processes (each test writes NAME.res,
-    so one test's runs stay in one process)."""
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
+    """Every test under every policy; tests are spread over threads (wasmtime runs wasm without
+    the GIL; threads, not forked processes, so callers with threads of their own are safe).
+    Each test writes NAME.res, so one test's runs stay in one thread."""
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = [pool.submit(_run_test, str(p), policies) for p in programs]
         return [r for f in futures for r in f.result()]
 
