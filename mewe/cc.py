@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from mewe.config import KEYS, apply_settings, find_settings
-from mewe.errors import MeweError
+from mewe.errors import MeweError, run_reporting
 from mewe.types import OPT_LEVELS, CompileOptions, MultivariantOptions
 
 PROG = "mewe-cc"
@@ -343,30 +343,20 @@ def _link(cmd: Command, mv: MultivariantOptions, plain: MultivariantOptions, dri
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        return run(sys.argv[1:] if argv is None else argv)
-    except MeweError as err:
-        if err.details:
-            print(err.details, file=sys.stderr)
-        print(f"{PROG}: error: {err.message}", file=sys.stderr)
-        return err.exit_code
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+    return run_reporting(PROG, lambda: run(sys.argv[1:] if argv is None else argv))
 
 
 def _tool(name: str, argv: Sequence[str] | None, *, ranlib: bool) -> int:
     from mewe.separate import archiver
     from mewe.toolchain import find_toolchain
 
-    try:
+    def invoke() -> int:
         toolchain = find_toolchain()
         tool = archiver(toolchain, ranlib=ranlib)
         args = expand_response_files(sys.argv[1:] if argv is None else argv)
-    except MeweError as err:
-        print(f"{name}: error: {err.message}", file=sys.stderr)
-        return err.exit_code
-    return subprocess.run([*tool, *args], env={**os.environ, **toolchain.env}).returncode
+        return subprocess.run([*tool, *args], env={**os.environ, **toolchain.env}).returncode
+
+    return run_reporting(name, invoke)
 
 
 def ar_main(argv: Sequence[str] | None = None) -> int:

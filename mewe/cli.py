@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import NoReturn, Sequence
 
 from mewe import __version__
-from mewe.errors import MeweError
+from mewe.errors import MeweError, run_reporting
 from mewe.types import OPT_LEVELS, CompileOptions, MultivariantOptions, Policy
 
 
@@ -227,16 +227,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except MeweError as err:
-        if err.details:
-            print(err.details, file=sys.stderr)
-        print(f"mewe: error: {err.message}", file=sys.stderr)
-        return err.exit_code
-    except KeyboardInterrupt:
-        print("mewe: interrupted", file=sys.stderr)
-        return 130
+    return run_reporting("mewe", lambda: args.func(args))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,10 @@ explains it (a compiler's diagnostics), shown before that line.
 """
 
 
+import sys
+from typing import Callable
+
+
 class MeweError(Exception):
     """A user-facing failure: one line of message, optional diagnostics, an exit status."""
 
@@ -16,3 +20,18 @@ class MeweError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+def run_reporting(prog: str, action: Callable[[], int]) -> int:
+    """Run a command-line tool's `action`: a MeweError becomes its diagnostics and one
+    `PROG: error: ...` line with its exit code, Ctrl-C exit status 130."""
+    try:
+        return action()
+    except MeweError as err:
+        if err.details:
+            print(err.details, file=sys.stderr)
+        print(f"{prog}: error: {err.message}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130

@@ -95,7 +95,7 @@ def make_variants(program: IRModule, mv: MultivariantOptions) -> dict[str, list[
                             executor=mv.executor, cache=mv.cache)
 
 
-def _multivariant(program: IRModule, options: CompileOptions, mv: MultivariantOptions,
+def link_multivariant(program: IRModule, options: CompileOptions, mv: MultivariantOptions,
                   variants: Mapping[str, Sequence[Variant]] | None, name: str, toolchain: Toolchain,
                   verbose: bool, unit: str | None = None) -> tuple[IRModule, bytes, bytes | None, list[FunctionReport]]:
     """Variants, dispatchers and the discriminator linked in; variants that codegen (LLVM's, or
@@ -191,7 +191,8 @@ def build(
     if multivariant.variants == 0:
         obj, wasm = _codegen(program, options, False, out.name, toolchain, verbose)
     else:
-        program, obj, wasm, reports = _multivariant(program, options, multivariant, variants, out.name, toolchain, verbose)
+        program, obj, wasm, reports = link_multivariant(program, options, multivariant, variants, out.name, toolchain,
+                                                        verbose)
         manifest = Manifest(out.name, multivariant.variants, multivariant.seed, str(multivariant.policy),
                             multivariant.dispatch, multivariant.tail_calls, multivariant.trace, reports)
         wasm = add_dispatch_table(wasm, manifest)

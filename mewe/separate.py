@@ -29,7 +29,7 @@ from mewe import frontends, linker, runtime
 from mewe.errors import MeweError
 from mewe.fsutil import atomic_output, cache_dir, write_atomic
 from mewe.llvmir import parse_module
-from mewe.pipeline import _multivariant, add_dispatch_table, check_options, manifest_path
+from mewe.pipeline import add_dispatch_table, check_options, link_multivariant, manifest_path
 from mewe.toolchain import Toolchain, find_toolchain
 from mewe.types import BuildResult, CompileOptions, FunctionReport, IRModule, Manifest, MultivariantOptions
 from mewe.wasm import add_custom_section, custom_section, parse_wasm, strip_custom_sections
@@ -40,10 +40,12 @@ BITCODE_MAGIC = b"BC\xc0\xde"
 RUNTIME_ARCHIVE = "libmewe_rt.a"
 
 
-def _unit_line(unit: str, mv: MultivariantOptions, reports: list[FunctionReport]) -> bytes:
+def _with_unit_report(obj: bytes, unit: str, mv: MultivariantOptions, reports: list[FunctionReport]) -> bytes:
+    """The unit's object with its report as a `mewe.units` section: one JSON line, so that the
+    sections wasm-ld concatenates stay one report per line."""
     record = {"unit": unit, "variants": mv.variants, "seed": mv.seed, "dispatch": mv.dispatch,
               "tail_calls": mv.tail_calls, "trace": mv.trace, "functions": [asdict(r) for r in reports]}
-    return json.dumps(record, separators=(",", ":")).encode() + b"\n"
+    return add_custom_section(obj, UNITS_SECTION, json.dumps(record, separators=(",", ":")).encode() + b"\n")
 
 
 def _emit(module: IRModule, emit: str, options: CompileOptions, tail_calls: bool) -> bytes:
@@ -85,10 +87,10 @@ def compile_unit(
     if multivariant.variants == 0:
         data = _emit(program, emit, options, False)
     else:
-        module, obj, _, reports = _multivariant(program, options, multivariant, None, Path(output).name, toolchain,
-                                                verbose, unit=unit)
+        module, obj, _, reports = link_multivariant(program, options, multivariant, None, Path(output).name, toolchain,
+                                                    verbose, unit=unit)
         if emit == "object":
-            data = add_custom_section(obj, UNITS_SECTION, _unit_line(unit, multivariant, reports))
+            data = _with_unit_report(obj, unit, multivariant, reports)
         else:
             data = _emit(module, emit, options, multivariant.tail_calls)
     write_atomic(output, data)
@@ -204,18 +206,17 @@ def _needed_members(bitcode: list[bytes], archives: list[Path]) -> list[tuple[st
         for name, body in archive_members(archive):
             if body.startswith(BITCODE_MAGIC):
                 candidates.append((f"{archive.name}({name})", body, *_symbols(body)))
-    chosen = []
+    chosen: list[int] = []
     progress = True
     while progress:
         progress = False
-        for entry in candidates:
-            label, body, d, u = entry
-            if entry not in chosen and d & undefined:
-                chosen.append(entry)
+        for k, (_, _, d, u) in enumerate(candidates):
+            if k not in chosen and d & undefined:
+                chosen.append(k)
                 defined |= d
                 undefined = (undefined | u) - defined
                 progress = True
-    return [(label, body) for label, body, _, _ in chosen]
+    return [candidates[k][:2] for k in chosen]
 
 
 def _whole_program(bitcode: list[Path], archives: list[Path], tmp: Path, output: Path, options: CompileOptions,
@@ -231,8 +232,8 @@ def _whole_program(bitcode: list[Path], archives: list[Path], tmp: Path, output:
     if mv.variants == 0:
         obj_path.write_bytes(linker.emit_object(program, options.opt_level))
         return obj_path
-    _, obj, _, reports = _multivariant(program, options, mv, None, output.name, toolchain, verbose, unit=output.name)
-    obj_path.write_bytes(add_custom_section(obj, UNITS_SECTION, _unit_line(output.name, mv, reports)))
+    _, obj, _, reports = link_multivariant(program, options, mv, None, output.name, toolchain, verbose, unit=output.name)
+    obj_path.write_bytes(_with_unit_report(obj, output.name, mv, reports))
     return obj_path
 
 

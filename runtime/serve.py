@@ -86,6 +86,8 @@ class _Node:
         config.epoch_interruption = True
         self.engine = wasmtime.Engine(config)
         self.services = {name: load_module(self.engine, path) for name, path in routes.items()}
+        self.traced = {name for name, (wasm, _) in self.services.items()
+                       if any(imp.module == "mewe" and imp.name == "trace" for imp in wasm.imports)}
         self.paths = routes
         threading.Thread(target=self._tick, daemon=True).start()
 
@@ -110,8 +112,7 @@ class _Node:
             store = wasmtime.Store(self.engine)
             store.set_limits(memory_size=self.limits.memory_mb << 20)
             store.set_epoch_deadline(max(1, round(self.limits.wall_ms / 1000 / EPOCH_TICK_S)))
-            traced = any(imp.module == "mewe" and imp.name == "trace" for imp in wasm.imports)
-            trace: list[tuple[str, int]] | None = [] if traced else None
+            trace: list[tuple[str, int]] | None = [] if name in self.traced else None
             try:
                 status = execute(self.engine, wasm, dispatchers, config, self.paths[name], trace=trace, store=store)
             except Trapped as trap:
