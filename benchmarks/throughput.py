@@ -40,7 +40,7 @@ def mewe_rate(source: Path, budget: float, variants: int, tmp: Path) -> dict:
         code = parse_wasm(out.output.read_bytes()).code_by_name()
         for f in out.manifest.dispatched:
             for k in range(1, f.variants):
-                body = code[f"{f.name}.mewe.{k}"]
+                body = code[f"mewe.{k}.{f.name}"]
                 if body != original.get(f.name):
                     seen.add((f.name, body))
         builds += 1

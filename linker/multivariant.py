@@ -1,7 +1,7 @@
 """The multivariant linker: every diversified function becomes a dispatcher over its variants.
 
-For a function `f` with variants, the original body becomes the internal `f.mewe.0`, each
-variant `f.mewe.K`, and `f` itself -- same name, signature, linkage and attributes -- a
+For a function `f` with variants, the original body becomes the internal `mewe.0.f`, each
+variant `mewe.K.f`, and `f` itself -- same name, signature, linkage and attributes -- a
 dispatcher that asks the runtime's discriminator for an index and forwards its arguments to
 that body. Because `f` keeps its name, every use of it (direct calls, function pointers in
 tables and initialisers, exports, aliases) reaches the dispatcher.
@@ -35,7 +35,9 @@ TAIL_CALL_BY_COPY = re.compile(r"\btail call\b(?=.*\b(?:byval|inalloca|prealloca
 
 
 def body_name(function: str, index: int) -> str:
-    return f"{function}.mewe.{index}"
+    """The K-th body's symbol. The marker leads so that the name never looks mangled: wasm-ld
+    demangles C++ and Rust names (`_Z...`) in the name section, where variants are found."""
+    return f"mewe.{index}.{function}"
 
 
 def unit_dispatch_id(unit: str, function: str) -> int:
@@ -276,7 +278,7 @@ def link_variants(
     """Merge `variants` into `program`, add a dispatcher per function, link the `runtime` in.
 
     Returns the multivariant module, a report per defined function of `program`, and per
-    dispatched function the distinct variants behind `f.mewe.1`, `f.mewe.2`, ... in order.
+    dispatched function the distinct variants behind `mewe.1.f`, `mewe.2.f`, ... in order.
     A function the linker cannot forward correctly is left as it was and reported as skipped.
 
     Whole-program builds number dispatchers 0, 1, ...; for a translation unit of a separate

@@ -1,7 +1,7 @@
 """Preservation: do a build's variants still differ in the code that runs?
 
-Two levels. In the final wasm, each body `f.mewe.K` is compared, byte for byte, with the
-original `f.mewe.0` and with every earlier body. After Cranelift (wasmtime's compiler), the
+Two levels. In the final wasm, each body `mewe.K.f` is compared, byte for byte, with the
+original `mewe.0.f` and with every earlier body. After Cranelift (wasmtime's compiler), the
 machine code of each body is compared the same way, once call and data addresses are
 replaced by what they point to (the same code at another address is the same code).
 A variant counts as preserved at a level when it differs from all bodies before it.
@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mewe.errors import MeweError
+from mewe.linker import body_name
 from mewe.wasm import DISPATCH_SECTION, custom_section, parse_wasm
 
 
@@ -105,7 +106,7 @@ def preservation(module: str | Path, manifest: str | Path | None = None, *, nati
     machine = native_code(data) if native else {}
     report = Preservation(path.name)
     for name, count, _ in dispatchers:
-        names = [f"{name}.mewe.{k}" for k in range(count)]
+        names = [body_name(name, k) for k in range(count)]
         wasm_flags = _distinct_flags([code.get(n) for n in names])
         native_flags = _distinct_flags([machine.get(n) for n in names]) if machine else [None] * count
         body_passes = passes.get(name, [[] for _ in names])
@@ -117,7 +118,7 @@ def preservation(module: str | Path, manifest: str | Path | None = None, *, nati
     return report
 
 
-SYMBOL = re.compile(r"^wasm\[0\]::function\[\d+\]::(.*)$")
+SYMBOL = re.compile(r"^wasm\[0\]::function\[(\d+)\]::")
 
 
 def native_code(wasm_bytes: bytes) -> dict[str, tuple[str, ...]]:
@@ -138,7 +139,11 @@ def native_code(wasm_bytes: bytes) -> dict[str, tuple[str, ...]]:
         raise MeweError(f"wasmtime cannot compile the module: {str(exc).splitlines()[0]}") from None
     text = elf.get_section_by_name(".text")
     text_data, text_addr = text.data(), text["sh_addr"]
-    funcs = sorted((s["st_value"], s["st_size"], m.group(1)) for s in elf.get_section_by_name(".symtab").iter_symbols()
+    # Named by index through the name section: wasmtime's symbols drop suffixes such as `.580`
+    # (distinct functions rustc's LTO renamed) and replace spaces.
+    names = parse_wasm(wasm_bytes).function_names
+    funcs = sorted((s["st_value"], s["st_size"], names.get(int(m.group(1)), s.name))
+                   for s in elf.get_section_by_name(".symtab").iter_symbols()
                    if s["st_info"]["type"] == "STT_FUNC" and (m := SYMBOL.match(s.name)))
     starts = [start for start, _, _ in funcs]
 

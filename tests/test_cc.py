@@ -161,7 +161,7 @@ def test_settings_from_environment_and_flags(project):
     cc("-c", "fib.c", "-o", "seed1.o", "-mewe-seed=1", cwd=project)
     cc("-c", "fib.c", "-o", "seed1b.o", env={"MEWE_SEED": "1"}, cwd=project)
     assert b"mewe.units" not in (project / "plain.o").read_bytes()
-    assert b"fib.mewe.2" in (project / "flag.o").read_bytes()
+    assert b"mewe.2.fib" in (project / "flag.o").read_bytes()
     assert (project / "seed1.o").read_bytes() == (project / "seed1b.o").read_bytes()
     bad = cc("-c", "fib.c", "-mewe-colour=red", cwd=project, check=False)
     assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1].startswith("mewe-cc: error: unknown option '-mewe-colour'")
@@ -203,9 +203,9 @@ def test_unsupported_and_bad_input_give_one_error_line(project):
 def test_response_files_assembly_and_ir_output(project):
     (project / "args.rsp").write_text('-O2 "-DLABEL=\\"x y\\"" -c fib.c -o fib_rsp.o\n')
     cc("@args.rsp", cwd=project)
-    assert b"fib.mewe.1" in (project / "fib_rsp.o").read_bytes()
+    assert b"mewe.1.fib" in (project / "fib_rsp.o").read_bytes()
     cc("-S", "fib.c", "-o", "fib.s", cwd=project)
-    assert "fib.mewe.1" in (project / "fib.s").read_text()  # the diversified unit, as wasm assembly
+    assert "mewe.1.fib" in (project / "fib.s").read_text()  # the diversified unit, as wasm assembly
     cc("-S", "-emit-llvm", "fib.c", cwd=project)
     text = (project / "fib.ll").read_text()
     assert re.search(r"^define internal .*@fib\.mewe\.1\(", text, re.M) and re.search(r"^define .*@fib\(", text, re.M)
