@@ -1,7 +1,8 @@
 """Frontends: sources to LLVM IR modules for wasm32-wasi.
 
-`load_source` accepts C (`.c`, compiled by the toolchain's clang), textual IR (`.ll`) and
-bitcode (`.bc`), and returns an `IRModule` the passes and the linker take.
+`load_source` accepts C (`.c`, compiled by the toolchain's clang), Rust (`.rs`, a single-file
+program compiled by rustc with std merged in; cargo projects go through `rust.cargo_bitcode`),
+textual IR (`.ll`) and bitcode (`.bc`), and returns an `IRModule` the passes and the linker take.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from mewe.types import CompileOptions, IRModule
 
 from .c import compile_c
 from .ir import load_ir
+from .rust import RUST_SUFFIXES, compile_rust
 
 C_SUFFIXES = (".c",)
 IR_SUFFIXES = (".ll", ".bc")
@@ -29,9 +31,11 @@ def load_source(path: str | Path, options: CompileOptions, toolchain: Toolchain,
     suffix = path.suffix.lower()
     if suffix in C_SUFFIXES:
         return load_ir(path.name, compile_c(path, options, toolchain, verbose=verbose), origin=str(path))
+    if suffix in RUST_SUFFIXES:
+        return load_ir(path.name, compile_rust(path, options, verbose=verbose), origin=str(path))
     if suffix in IR_SUFFIXES:
         return load_ir(path.name, path.read_bytes(), origin=str(path))
-    raise MeweError(f"{path}: unsupported input type '{path.suffix or '(none)'}' (expected .c, .ll or .bc)")
+    raise MeweError(f"{path}: unsupported input type '{path.suffix or '(none)'}' (expected .c, .rs, .ll or .bc)")
 
 
-__all__ = ["load_source", "compile_c", "load_ir"]
+__all__ = ["load_source", "compile_c", "compile_rust", "load_ir"]

@@ -7,6 +7,7 @@ are importable: `mewe.frontends` (sources -> LLVM IR), `mewe.passes` (variants),
 
     import mewe
     mewe.build(["service.c"], "service.wasm", multivariant=mewe.MultivariantOptions(variants=8))
+    mewe.cargo_build(["--manifest-path", "svc/Cargo.toml"], multivariant=mewe.MultivariantOptions(variants=4))
     mewe.run("service.wasm", ["arg"], policy="seeded:1")
     mewe.preservation("service.wasm").rates()
 """
@@ -14,12 +15,12 @@ are importable: `mewe.frontends` (sources -> LLVM IR), `mewe.passes` (variants),
 __version__ = "0.1.0"
 
 from mewe.errors import MeweError  # noqa: E402
-from mewe.pipeline import build  # noqa: E402
+from mewe.pipeline import build, cargo_build  # noqa: E402
 from mewe.runtime import run  # noqa: E402
 from mewe.inspect import preservation  # noqa: E402
 from mewe.types import (  # noqa: E402
     BuildResult, CompileOptions, IRModule, Manifest, MultivariantOptions, Policy, Variant,
 )
 
-__all__ = ["build", "run", "preservation", "MeweError", "BuildResult", "CompileOptions", "IRModule",
+__all__ = ["build", "cargo_build", "run", "preservation", "MeweError", "BuildResult", "CompileOptions", "IRModule",
            "Manifest", "MultivariantOptions", "Policy", "Variant", "__version__"]

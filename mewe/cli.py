@@ -38,13 +38,8 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(n.strip() for n in text.split(",") if n.strip())
 
 
-def _cmd_build(args: argparse.Namespace) -> int:
-    from mewe.pipeline import build
-
-    options = CompileOptions(
-        include_dirs=tuple(args.include), defines=tuple(args.define), undefines=tuple(args.undefine),
-        opt_level=args.opt,
-    )
+def _multivariant(args: argparse.Namespace) -> MultivariantOptions:
+    """mewe.toml (or [tool.mewe]) settings, overridden by the flags given."""
     from mewe.config import apply_settings, find_settings
 
     origin, settings = find_settings()
@@ -53,18 +48,44 @@ def _cmd_build(args: argparse.Namespace) -> int:
              "include": tuple(args.only) or None, "exclude": tuple(args.skip) or None, "policy": args.policy,
              "dispatch": args.dispatch, "tail_calls": args.tail_calls, "trace": args.trace, "reseed": args.reseed,
              "hold": args.hold, "jobs": args.jobs, "executor": args.executor, "cache": args.cache}
-    multivariant = dataclasses.replace(multivariant, **{k: v for k, v in flags.items() if v is not None})
+    return dataclasses.replace(multivariant, **{k: v for k, v in flags.items() if v is not None})
+
+
+def _report_build(result, verbose: bool) -> None:
+    if not verbose:
+        return
+    print(f"mewe: wrote {result.output} ({result.size} bytes)", file=sys.stderr)
+    if result.manifest:
+        totals = result.manifest.totals()
+        print(f"mewe: {totals['dispatched']} of {totals['functions']} functions dispatched over "
+              f"{totals['bodies']} bodies; manifest {result.manifest_path}", file=sys.stderr)
+    for temp in result.temps:
+        print(f"mewe: kept {temp}", file=sys.stderr)
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from mewe.pipeline import build
+
+    options = CompileOptions(
+        include_dirs=tuple(args.include), defines=tuple(args.define), undefines=tuple(args.undefine),
+        opt_level=args.opt,
+    )
     output = args.output or Path(args.sources[0]).with_suffix(".wasm").name
-    result = build(args.sources, output, options=options, multivariant=multivariant, cc=args.cc,
+    result = build(args.sources, output, options=options, multivariant=_multivariant(args), cc=args.cc,
                    keep_temps=args.keep_temps, verbose=args.verbose)
-    if args.verbose:
-        print(f"mewe: wrote {result.output} ({result.size} bytes)", file=sys.stderr)
-        if result.manifest:
-            totals = result.manifest.totals()
-            print(f"mewe: {totals['dispatched']} of {totals['functions']} functions dispatched over "
-                  f"{totals['bodies']} bodies; manifest {result.manifest_path}", file=sys.stderr)
-        for temp in result.temps:
-            print(f"mewe: kept {temp}", file=sys.stderr)
+    _report_build(result, args.verbose)
+    return 0
+
+
+def _cmd_cargo(args: argparse.Namespace) -> int:
+    from mewe.pipeline import cargo_build
+
+    results = cargo_build(args.cargo_args, args.output, options=CompileOptions(opt_level=args.opt),
+                          multivariant=_multivariant(args), cc=args.cc, keep_temps=args.keep_temps,
+                          verbose=args.verbose)
+    for result in results:
+        print(f"mewe: {result.output}", file=sys.stderr)
+        _report_build(result, args.verbose)
     return 0
 
 
@@ -134,21 +155,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def make_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="mewe", description="Multivariant WebAssembly for C services.")
-    parser.add_argument("--version", action="version", version=f"mewe {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    sub.required = True
-
-    b = sub.add_parser("build", help="compile C/LLVM IR sources into a WASI module",
-                       description="Compile .c, .ll and .bc sources into one wasm32-wasi command module.")
-    b.add_argument("sources", nargs="+", metavar="SOURCE", help=".c, .ll or .bc input")
-    b.add_argument("-o", dest="output", metavar="FILE", help="output module (default: first source's name with .wasm)")
-    b.add_argument("-I", dest="include", action="append", default=[], metavar="DIR", help="add an include directory")
-    b.add_argument("-D", dest="define", action="append", default=[], metavar="NAME[=VALUE]", help="define a macro")
-    b.add_argument("-U", dest="undefine", action="append", default=[], metavar="NAME", help="undefine a macro")
-    b.add_argument("-O", dest="opt", default="2", choices=OPT_LEVELS, metavar="LEVEL",
-                   help="optimization level: 0 1 2 3 s z (default 2)")
+def _add_multivariant_options(b: argparse.ArgumentParser) -> None:
     mv = b.add_argument_group("multivariant", "defaults come from mewe.toml or [tool.mewe] in pyproject.toml, if present")
     mv.add_argument("--variants", type=int, metavar="N",
                     help="variants per function besides the original (default 0: a plain module)")
@@ -172,10 +179,47 @@ def make_parser() -> argparse.ArgumentParser:
                     help="where variants are made: local (processes, default), serial, or dask://HOST:PORT (a Dask scheduler)")
     mv.add_argument("--no-cache", dest="cache", action="store_false", default=None,
                     help="make every variant anew (default: reuse those in the cache)")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="mewe", description="Multivariant WebAssembly for C and Rust services.")
+    parser.add_argument("--version", action="version", version=f"mewe {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    b = sub.add_parser("build", help="compile C, Rust or LLVM IR sources into a WASI module",
+                       description="Compile .c, .rs (a single-file Rust program), .ll and .bc sources into one "
+                                   "wasm32-wasi command module.")
+    b.add_argument("sources", nargs="+", metavar="SOURCE", help=".c, .rs, .ll or .bc input")
+    b.add_argument("-o", dest="output", metavar="FILE", help="output module (default: first source's name with .wasm)")
+    b.add_argument("-I", dest="include", action="append", default=[], metavar="DIR", help="add an include directory")
+    b.add_argument("-D", dest="define", action="append", default=[], metavar="NAME[=VALUE]", help="define a macro")
+    b.add_argument("-U", dest="undefine", action="append", default=[], metavar="NAME", help="undefine a macro")
+    b.add_argument("-O", dest="opt", default="2", choices=OPT_LEVELS, metavar="LEVEL",
+                   help="optimization level: 0 1 2 3 s z (default 2)")
+    _add_multivariant_options(b)
     b.add_argument("--cc", metavar="CLANG", help="C compiler: a clang with a WASI sysroot (default: $MEWE_CC, else ziglang)")
     b.add_argument("--keep-temps", action="store_true", help="keep the linked bitcode (.bc) and object (.o) beside the output")
     b.add_argument("-v", "--verbose", action="store_true", help="print the commands run")
     b.set_defaults(func=_cmd_build)
+
+    c = sub.add_parser("cargo", help="build a cargo project's binaries into multivariant WASI modules",
+                       description="Run cargo so that each binary, its dependencies and std come out as one "
+                                   "wasm32-wasi bitcode module (fat LTO, panic=abort), then diversify and link it "
+                                   "like 'mewe build'. mewe's options go before 'build', cargo's after it. Each "
+                                   "binary NAME is written to <target-dir>/mewe/NAME.wasm.",
+                       usage="mewe cargo [options] build [cargo options]")
+    c.add_argument("action", choices=("build",), help="the cargo command (only build)")
+    c.add_argument("cargo_args", nargs=argparse.REMAINDER, metavar="CARGO_ARGS",
+                   help="cargo's own options: --manifest-path, -p, --bin, --features, --target-dir, ...")
+    c.add_argument("-o", dest="output", metavar="FILE", help="output module, when one binary is selected")
+    c.add_argument("-O", dest="opt", default="2", choices=OPT_LEVELS, metavar="LEVEL",
+                   help="optimization level for rustc and codegen: 0 1 2 3 s z (default 2)")
+    _add_multivariant_options(c)
+    c.add_argument("--cc", metavar="CLANG", help="C toolchain for the link (default: $MEWE_CC, else ziglang)")
+    c.add_argument("--keep-temps", action="store_true", help="keep the linked bitcode (.bc) and object (.o) beside the output")
+    c.add_argument("-v", "--verbose", action="store_true", help="print the commands run")
+    c.set_defaults(func=_cmd_cargo)
 
     p = sub.add_parser("passes", help="list the diversification passes",
                        description="List every registered pass (built-in and from plugins) with its description.")

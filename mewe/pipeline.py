@@ -207,3 +207,29 @@ def build(
             write_atomic(keep, data)
             temps.append(keep)
     return BuildResult(out, len(wasm), tuple(temps), manifest, manifest_path(out) if manifest else None)
+
+
+def cargo_build(
+    cargo_args: Sequence[str] = (),
+    output: str | os.PathLike | None = None,
+    *,
+    options: CompileOptions = CompileOptions(),
+    multivariant: MultivariantOptions = MultivariantOptions(),
+    cc: str | None = None,
+    keep_temps: bool = False,
+    verbose: bool = False,
+) -> list[BuildResult]:
+    """Build the binary targets of a cargo project as WASI command modules, one `build` each.
+
+    `cargo_args` are cargo's own (`--manifest-path`, `-p`, `--bin`, `--features`, ...); cargo
+    runs with the release profile set for one whole-program module (fat LTO, one codegen unit,
+    panic=abort) at `options.opt_level`. Each binary NAME goes to `<target-dir>/mewe/NAME.wasm`,
+    or to `output` when exactly one is selected; rustc's own build stays where cargo puts it.
+    """
+    check_options(multivariant)
+    binaries = frontends.rust.cargo_bitcode(list(cargo_args), opt_level=options.opt_level, verbose=verbose)
+    if output is not None and len(binaries) > 1:
+        names = ", ".join(b.name for b in binaries)
+        raise MeweError(f"-o names one output but cargo selected {len(binaries)} binaries ({names}); pick one with --bin")
+    return [build([b.bitcode], output if output is not None else b.mewe_dir / f"{b.name}.wasm", options=options,
+                  multivariant=multivariant, cc=cc, keep_temps=keep_temps, verbose=verbose) for b in binaries]
