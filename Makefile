@@ -5,9 +5,21 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test clean
+# The Rust frontend's toolchain on Debian: rustc with a wasm32-wasi std, cargo, and the qrcode
+# crate (with its dependencies) in Debian's registry directory. Installed only where missing.
+RUST_PACKAGES := rustc cargo libstd-rust-dev-wasm32 librust-qrcode-dev
 
-setup: $(STAMP)
+.PHONY: setup rust-toolchain demo test clean
+
+setup: $(STAMP) rust-toolchain
+
+rust-toolchain:
+	@missing=$$(for p in $(RUST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  echo "installing the Rust frontend's toolchain:" $$missing; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,13 +28,13 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The main job: build an example service with mewe and run it.
-demo: $(STAMP)
+demo: setup
 	mkdir -p build
 	$(BIN)/mewe build examples/base64.c --variants 4 -o build/base64.wasm
 	$(BIN)/mewe inspect build/base64.wasm
 	printf 'multivariant edge' | $(BIN)/mewe run build/base64.wasm
 
-test: $(STAMP)
+test: setup
 	$(BIN)/python -m pytest
 
 clean:

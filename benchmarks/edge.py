@@ -1,7 +1,8 @@
-"""The reference evaluation on one machine, for the five libsodium endpoints (services/).
+"""The reference evaluation on one machine, for its seven endpoints (services/).
 
 Builds libsodium twice with its own configure + make through mewe-cc (plain, and multivariant
-with tracing; see libsodium.py), links each service against each, then measures:
+with tracing; see libsodium.py) and links each C service against each; builds the Rust QR
+service (services/qr, qrcode 0.12) with `mewe cargo build`, plain and multivariant; then measures:
 
 - RQ1 static diversity: functions, dispatched functions, bodies, variants still distinct in
   the wasm and after Cranelift (`mewe.preservation`), sizes.
@@ -15,8 +16,7 @@ with tracing; see libsodium.py), links each service against each, then measures:
   K=0 with a two-sided Mann-Whitney U test.
 
     python benchmarks/edge.py --json edge.json        # ~10 min on 2 cores (libsodium builds cached)
-
-The QR endpoints (Rust) are not built yet; their rows are left out.
+    python benchmarks/edge.py --endpoints qr_str,qr_image   # the Rust endpoints only
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 BIN = Path(sys.executable).parent
 SERVICES = ("encrypt", "decrypt", "random", "invert", "bin2base64")
+RUST_SERVICES = ("qr_str", "qr_image")
+QR_REQUEST = b"https://example.org/multivariant-execution-at-the-edge"
 # The reference's per-endpoint figures: functions, dispatchers, variants, unique-path ratio per node
 # (lowest), slowdown of the median latency.
 REFERENCE = {
@@ -75,10 +77,10 @@ def build_libsodium(work: Path, variants: int, jobs: int, reuse: bool) -> dict[s
     return trees
 
 
-def build_services(trees: dict[str, Path], out: Path, variants: int) -> dict[str, dict[str, Path]]:
+def build_services(trees: dict[str, Path], out: Path, variants: int, names: tuple[str, ...]) -> dict[str, dict[str, Path]]:
     built: dict[str, dict[str, Path]] = {"plain": {}, "multivariant": {}}
     for kind, lib in trees.items():
-        for name in SERVICES:
+        for name in (n for n in SERVICES if n in names):
             target = out / kind / f"{name}.wasm"
             target.parent.mkdir(parents=True, exist_ok=True)
             flags = ["-mewe-variants=0"] if kind == "plain" else [f"-mewe-variants={variants}", "-mewe-trace=1",
@@ -90,14 +92,37 @@ def build_services(trees: dict[str, Path], out: Path, variants: int) -> dict[str
     return built
 
 
+def build_rust_services(out: Path, variants: int, names: tuple[str, ...]) -> dict[str, dict[str, Path]]:
+    """The QR endpoints, each built plain and multivariant (traced) by `mewe.cargo_build`."""
+    import shutil
+
+    from mewe import MultivariantOptions, cargo_build
+
+    project = out / "qr"
+    shutil.copytree(ROOT / "services" / "qr", project, ignore=shutil.ignore_patterns("target", "Cargo.lock"))
+    built: dict[str, dict[str, Path]] = {"plain": {}, "multivariant": {}}
+    for kind, mv in (("plain", MultivariantOptions()), ("multivariant", MultivariantOptions(variants=variants, trace=True))):
+        for name in (n for n in RUST_SERVICES if n in names):
+            target = out / kind / f"{name}.wasm"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            start = time.perf_counter()
+            cargo_build(["--manifest-path", str(project / "Cargo.toml"), "--bin", name], target, multivariant=mv)
+            print(f"{name} {kind}: built in {time.perf_counter() - start:.0f} s", flush=True)
+            built[kind][name] = target
+    return built
+
+
 def requests(plain: dict[str, Path], tmp: Path) -> dict[str, bytes]:
     """One fixed request per endpoint (decrypt's is a message sealed by the plain encrypt)."""
     from mewe import run
 
+    if "encrypt" not in plain:
+        return {"qr_str": QR_REQUEST, "qr_image": QR_REQUEST}
     (tmp / "msg").write_bytes(b"multivariant execution at the edge")
     run(plain["encrypt"], [], stdin=tmp / "msg", stdout=tmp / "sealed")
     return {"encrypt": b"multivariant execution at the edge", "decrypt": (tmp / "sealed").read_bytes(),
-            "random": b"32", "invert": ("5a" * 31 + "07").encode(), "bin2base64": b"multivariant execution at the edge"}
+            "random": b"32", "invert": ("5a" * 31 + "07").encode(), "bin2base64": b"multivariant execution at the edge",
+            "qr_str": QR_REQUEST, "qr_image": QR_REQUEST}
 
 
 def rq1(services: dict[str, dict[str, Path]]) -> dict[str, dict]:
@@ -281,16 +306,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=None, help="build directory (default: in the cache)")
     parser.add_argument("--reuse", action="store_true", help="reuse libsodium builds already in --work")
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--endpoints", default=",".join(SERVICES + RUST_SERVICES),
+                        help="comma-separated endpoints to evaluate (default: all seven)")
     args = parser.parse_args(argv)
+    names = tuple(n for n in args.endpoints.split(",") if n)
+    unknown = set(names) - set(SERVICES + RUST_SERVICES)
+    if unknown:
+        parser.error(f"unknown endpoint {sorted(unknown)[0]}")
 
     from mewe.fsutil import cache_dir
 
     work = args.work or cache_dir("edge")
     started = time.perf_counter()
-    trees = build_libsodium(work, args.variants, args.jobs, args.reuse)
+    trees = build_libsodium(work, args.variants, args.jobs, args.reuse) if set(names) & set(SERVICES) else {}
     with tempfile.TemporaryDirectory(prefix="mewe-edge-") as scratch:
         tmp = Path(scratch)
-        services = build_services(trees, tmp / "services", args.variants)
+        services = build_services(trees, tmp / "services", args.variants, names)
+        for kind, built in build_rust_services(tmp / "services", args.variants, names).items():
+            services[kind].update(built)
         bodies = requests(services["plain"], tmp)
         out = {"settings": {k: v for k, v in vars(args).items() if k not in ("work", "json")}, "reference": REFERENCE}
         out["rq1"] = rq1(services)

@@ -21,8 +21,16 @@ _RUST_MAIN = re.compile(r"^define ((?:\w+ )*)i32 @main\(\)", re.M)
 
 
 def strip_debug_info(text: str) -> str:
-    """IR text without debug locations, debug records and the compile-unit list."""
-    lines = (line for line in text.splitlines() if not _DBG_LINE.match(line))
+    """IR text without debug locations, debug records, the compile-unit list and the "Debug Info
+    Version" flag (with it, LLVM's parser aborts the process on a broken module instead of
+    reporting an error, and variants are checked by parsing)."""
+    version = re.search(r'^(![0-9]+) = !\{i32 [0-9]+, !"Debug Info Version", i32 [0-9]+\}$', text, re.M)
+    lines = [line for line in text.splitlines() if not _DBG_LINE.match(line)]
+    if version:
+        flag = version.group(1)
+        lines = [line for line in lines if not line.startswith(f"{flag} = ")]
+        lines = [re.sub(rf"{flag}(?![0-9])(, )?", "", line).replace(", }", "}") if line.startswith("!llvm.module.flags")
+                 else line for line in lines]
     return _DBG_ATTACHMENT.sub("", "\n".join(lines)) + "\n"
 
 
@@ -33,7 +41,7 @@ def is_rustc_module(text: str) -> bool:
 def normalize(text: str) -> str | None:
     """`text` rewritten as described in the module docstring, or None when nothing changes."""
     changed = text
-    if "!llvm.dbg.cu" in changed:
+    if "!llvm.dbg.cu" in changed or '!"Debug Info Version"' in changed:
         changed = strip_debug_info(changed)
     if is_rustc_module(changed) and "@__main_void(" not in changed:
         renamed, count = _RUST_MAIN.subn(r"define \1i32 @__main_void()", changed, count=1)

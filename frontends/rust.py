@@ -240,9 +240,11 @@ def cargo_config(toolchain: RustToolchain) -> list[str]:
             "--config", f'source.mewe-local.directory="{registry}"']
 
 
-def cargo_bitcode(args: list[str], *, opt_level: str = "2", verbose: bool = False) -> list[CargoBinary]:
+def cargo_bitcode(args: list[str], *, opt_level: str = "2", single: bool = False,
+                  verbose: bool = False) -> list[CargoBinary]:
     """Run cargo on the binaries `args` select (cargo's -p, --bin, --manifest-path, features...)
-    and return each one's merged wasm32-wasi bitcode, with rustc's plain wasm beside it."""
+    and return each one's merged wasm32-wasi bitcode, with rustc's plain wasm beside it.
+    With `single`, selecting more than one binary is an error (raised before building)."""
     toolchain = find_rust_toolchain()
     if toolchain.cargo is None:
         raise MeweError(f"{toolchain.describe()} has no cargo beside it; install cargo")
@@ -267,6 +269,9 @@ def cargo_bitcode(args: list[str], *, opt_level: str = "2", verbose: bool = Fals
         raise MeweError(f"no binary target '{sorted(unknown)[0]}' in the selected packages")
     if not bins:
         raise MeweError("no binary targets to build (mewe builds WASI commands: a crate with a main)")
+    if single and len(bins) > 1:
+        names = ", ".join(name for _, name in bins)
+        raise MeweError(f"-o names one output but cargo selected {len(bins)} binaries ({names}); pick one with --bin")
     target_dir = Path(meta["target_directory"])
     for i, a in enumerate(rest):  # a --target-dir given to cargo wins over the manifest's
         if a == "--target-dir" and i + 1 < len(rest):

@@ -227,9 +227,7 @@ def cargo_build(
     or to `output` when exactly one is selected; rustc's own build stays where cargo puts it.
     """
     check_options(multivariant)
-    binaries = frontends.rust.cargo_bitcode(list(cargo_args), opt_level=options.opt_level, verbose=verbose)
-    if output is not None and len(binaries) > 1:
-        names = ", ".join(b.name for b in binaries)
-        raise MeweError(f"-o names one output but cargo selected {len(binaries)} binaries ({names}); pick one with --bin")
+    binaries = frontends.rust.cargo_bitcode(list(cargo_args), opt_level=options.opt_level, single=output is not None,
+                                            verbose=verbose)
     return [build([b.bitcode], output if output is not None else b.mewe_dir / f"{b.name}.wasm", options=options,
                   multivariant=multivariant, cc=cc, keep_temps=keep_temps, verbose=verbose) for b in binaries]

@@ -202,7 +202,7 @@ class Function:
         while True:
             self.counter += 1
             name = f"%{base}.{self.counter}"
-            if name not in self.names:
+            if name not in self.names and f'%"{name[1:]}"' not in self.names:  # LLVM may quote either
                 self.names.add(name)
                 return name
 

@@ -2,8 +2,9 @@
 
 The function runs through llvmlite's new pass manager inside a copy of its module in which every
 other function's body is a stub (function passes never read other bodies; parsing is cheaper).
-The result must fit the original module: attribute groups are mapped back by content, metadata
-attachments are dropped (their numbers differ; dropping them only loses information), and a
+The result must fit the original module: attribute groups are mapped back by content, and so are
+unnamed struct types (`%0`, `%1`, ...: the printer numbers them by use, and the stubbed copy uses
+fewer, so its `%0` may be another type of the original), metadata attachments are dropped (their numbers differ; dropping them only loses information), and a
 result that needs anything the module lacks (a new declaration, a metadata operand) is refused.
 """
 
@@ -34,6 +35,23 @@ _ATTACHMENT_RE = re.compile(r", ![-a-zA-Z$._0-9]+ (?:!\d+|!\{[^}]*\})")
 _DBG_RECORD_RE = re.compile(r"^\s*#dbg_\w+\(.*\n", re.M)
 _BLOCKADDRESS_RE = re.compile(r'blockaddress\(@([-a-zA-Z$._0-9]+|"[^"]*"), ')
 _OPTNONE_RE = re.compile(r" optnone\b")
+_NUMBERED_TYPE_RE = re.compile(r"^(%\d+) = type (.*)$", re.M)
+_NUMBERED_RE = re.compile(r"%\d+\b")
+
+
+def type_shapes(text: str) -> dict[str, str]:
+    """Each unnamed struct type of a module (`%N`) -> its body with nested unnamed types expanded."""
+    bodies = dict(_NUMBERED_TYPE_RE.findall(text))
+    shapes: dict[str, str] = {}
+
+    def shape(name: str) -> str:
+        if name not in shapes:
+            shapes[name] = _NUMBERED_RE.sub(lambda m: shape(m[0]) if m[0] in bodies else m[0], bodies[name])
+        return shapes[name]
+
+    for name in bodies:
+        shape(name)
+    return shapes
 
 
 class _Context:
@@ -58,6 +76,9 @@ class _Context:
         self.groups = {body: group for group, body in _ATTRS_RE.findall(text)}  # content -> #N
         self.globals = {a or b for a, b in _TOP_GLOBAL_RE.findall(text)}
         self.triple = re.search(r'^target triple = "([^"]*)"', text, re.M)
+        self.types: dict[str, str] = {}  # shape -> the original's unnamed type of that shape
+        for name, shape in type_shapes(text).items():
+            self.types.setdefault(shape, name)
 
 
 @lru_cache(maxsize=4)
@@ -123,8 +144,11 @@ def _optimize(fn: Function, passes: list[str]) -> str | None:
         return None  # needs metadata or a declaration the module lacks
     try:
         body = _GROUP_RE.sub(lambda m: ctx.groups[groups[m.group(0)]], body)
+        # after the instruction namer, every %N left in the body is an unnamed type
+        shapes = type_shapes(out)
+        body = _NUMBERED_RE.sub(lambda m: ctx.types[shapes[m[0]]], body)
     except KeyError:
-        return None  # an attribute set the module does not have
+        return None  # an attribute set or a type the module does not have
     return body
 
 

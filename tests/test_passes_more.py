@@ -267,6 +267,48 @@ def test_opt_pipeline_results_fit_the_original_module(examples):
     assert not registry["opt-pipeline"]().apply(Function.parse(named[a:b]), random.Random(1))  # no module: no-op
 
 
+UNNAMED_TYPES = """target triple = "wasm32-unknown-wasi"
+
+%0 = type { i32, i32 }
+%1 = type { i8, [3 x i8], i64 }
+
+define i32 @other(ptr %arg) {
+bb:
+  %i = getelementptr inbounds %0, ptr %arg, i32 0, i32 1
+  %i1 = load i32, ptr %i, align 4
+  ret i32 %i1
+}
+
+define i64 @f(ptr %arg, i1 %arg1) {
+bb:
+  %i = getelementptr inbounds %1, ptr %arg, i32 0, i32 2
+  br i1 %arg1, label %bb2, label %bb3
+
+bb2:
+  %i4 = load i64, ptr %i, align 8
+  ret i64 %i4
+
+bb3:
+  ret i64 0
+}
+"""
+
+
+def test_opt_pipeline_maps_unnamed_types_back():
+    # In the copy the passes run on, @other's body is a stub, so %0 is unused and the printer
+    # calls @f's type %0. Left as is, the variant would index { i32, i32 }: a silent miscompile
+    # (found by running the QR service's variants, pinned, against rustc's build).
+    from mewe.passes.pipeline import type_shapes
+
+    a, b = re.search(r"^define i64 @f.*?^}", UNNAMED_TYPES, re.S | re.M).span()
+    fn = Function.parse(UNNAMED_TYPES[a:b])
+    fn.context = UNNAMED_TYPES
+    new = optimize(fn, ["break_critical_edges", "sinking"])
+    assert new is not None and str(new) != str(fn)  # the GEP sinks into the block that loads
+    assert "getelementptr inbounds %1, ptr %arg, i32 0, i32 2" in str(new) and "%0" not in str(new)
+    assert type_shapes("%0 = type { i8 }\n%1 = type { %0, i32 }\n") == {"%0": "{ i8 }", "%1": "{ { i8 }, i32 }"}
+
+
 # --- synthesize ------------------------------------------------------------------------------
 
 SHAPES = ["xor (add x0 x1) x2", "add (shl x0 3) x0", "sub (xor x0 x1) (and x0 x1)", "xor (or x0 x1) (and x0 x1)",
