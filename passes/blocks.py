@@ -34,7 +34,7 @@ class ShuffleBlocks(Pass):
 
 def _split_points(fn: Function, index: int) -> list[int]:
     """Where block `index` may be cut: after phis, EH pads and the entry's leading allocas; never
-    between a musttail call and its ret."""
+    between a musttail call and its ret, nor after a call the block ends unreachable behind."""
     instrs = fn.blocks[index].instrs
     start = fn.blocks[index].phi_count
     if start < len(instrs) and instrs[start].op in EH_PADS:
@@ -42,7 +42,13 @@ def _split_points(fn: Function, index: int) -> list[int]:
     if index == 0:  # allocas stay in the entry block, static
         while start < len(instrs) and instrs[start].op == "alloca":
             start += 1
-    return [i for i in range(start, len(instrs)) if i == 0 or not (instrs[i - 1].text or "").startswith("musttail ")]
+    end = len(instrs)
+    if instrs and instrs[-1].op == "unreachable":
+        # nothing after a call that does not return (`call @abort(); unreachable`): LLVM's wasm
+        # backend crashes on values defined after a trap and used in a later block
+        calls = [i for i, ins in enumerate(instrs) if ins.op in ("call", "invoke", "callbr", "tail", "musttail", "notail")]
+        end = calls[-1] + 1 if calls else end
+    return [i for i in range(start, end) if i == 0 or not (instrs[i - 1].text or "").startswith("musttail ")]
 
 
 @register

@@ -309,6 +309,26 @@ def test_opt_pipeline_maps_unnamed_types_back():
     assert type_shapes("%0 = type { i8 }\n%1 = type { %0, i32 }\n") == {"%0": "{ i8 }", "%1": "{ { i8 }, i32 }"}
 
 
+NORETURN = """define internal void @panic() {
+bb:
+  %a = add i32 1, 2
+  tail call void @llvm.trap()
+  unreachable
+}"""
+
+
+def test_nothing_is_placed_after_a_call_that_does_not_return():
+    # LLVM's wasm backend hits "Register use before def" on values defined after a trap and used
+    # in a later block; junk-code then split-blocks made exactly that in Rust's rust_panic.
+    for seed in range(40):
+        fn = Function.parse(NORETURN)
+        rng = random.Random(seed)
+        for name in ("junk-code", "split-blocks", "bogus-branch", "junk-code"):
+            registry[name]().apply(fn, rng)
+        text = str(fn)
+        assert text.split("tail call void @llvm.trap()", 1)[1].split("\n")[1].strip() == "unreachable", text
+
+
 # --- synthesize ------------------------------------------------------------------------------
 
 SHAPES = ["xor (add x0 x1) x2", "add (shl x0 3) x0", "sub (xor x0 x1) (and x0 x1)", "xor (or x0 x1) (and x0 x1)",
