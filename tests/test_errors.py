@@ -54,7 +54,7 @@ def test_unknown_input_type(tmp_path):
     (tmp_path / "x.txt").write_text("hello")
     res = mewe("build", "x.txt", cwd=tmp_path)
     assert res.returncode == 1
-    assert error_lines(res.stderr) == ["mewe: error: x.txt: unsupported input type '.txt' (expected .c, .ll or .bc)"]
+    assert error_lines(res.stderr) == ["mewe: error: x.txt: unsupported input type '.txt' (expected .c, .rs, .ll or .bc)"]
 
 
 def test_unwritable_output(tmp_path):
