@@ -5,19 +5,20 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-# The Rust frontend's toolchain on Debian: rustc with a wasm32-wasi std, cargo, and the qrcode
-# crate (with its dependencies) in Debian's registry directory. Installed only where missing.
-RUST_PACKAGES := rustc cargo libstd-rust-dev-wasm32 librust-qrcode-dev
+# From Debian, installed only where missing: the Rust frontend's toolchain (rustc with a
+# wasm32-wasi std, cargo, and the qrcode crate with its dependencies in Debian's registry
+# directory), and Csmith and creduce for differential testing.
+APT_PACKAGES := rustc cargo libstd-rust-dev-wasm32 librust-qrcode-dev csmith libcsmith-dev creduce
 
-.PHONY: setup rust-toolchain demo test clean
+.PHONY: setup system-packages demo test clean
 
-setup: $(STAMP) rust-toolchain
+setup: $(STAMP) system-packages
 
-rust-toolchain:
-	@missing=$$(for p in $(RUST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+system-packages:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-	  echo "installing the Rust frontend's toolchain:" $$missing; \
+	  echo "installing from Debian:" $$missing; \
 	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing >/dev/null; \
 	fi
 

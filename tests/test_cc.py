@@ -208,7 +208,7 @@ def test_response_files_assembly_and_ir_output(project):
     assert "mewe.1.fib" in (project / "fib.s").read_text()  # the diversified unit, as wasm assembly
     cc("-S", "-emit-llvm", "fib.c", cwd=project)
     text = (project / "fib.ll").read_text()
-    assert re.search(r"^define internal .*@fib\.mewe\.1\(", text, re.M) and re.search(r"^define .*@fib\(", text, re.M)
+    assert re.search(r"^define internal .*@mewe\.1\.fib\(", text, re.M) and re.search(r"^define .*@fib\(", text, re.M)
 
 
 def test_archiver_indexes_wasm_objects(project):

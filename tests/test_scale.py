@@ -53,6 +53,17 @@ def test_every_executor_gives_the_same_bytes(tmp_path, cache):
     assert _build(tmp_path / "cached", executor="serial") == serial  # made through the cache
 
 
+def test_a_different_seed_gives_a_different_binary(tmp_path, cache):
+    wasm5, manifest5 = _build(tmp_path / "seed5", executor="serial")
+    directory = tmp_path / "seed6"
+    directory.mkdir()
+    result = mewe.build([INTERP], directory / "interp.wasm",
+                        multivariant=mewe.MultivariantOptions(variants=3, seed=6, executor="serial"))
+    assert result.output.read_bytes() != wasm5
+    passes5 = [f["passes"] for f in json.loads(manifest5)["functions"]]
+    assert [f.passes for f in result.manifest.functions] != passes5  # other variants, not only other bytes
+
+
 def _module(source: Path):
     return linker.link_modules([frontends.load_source(source, mewe.CompileOptions(), find_toolchain())])
 

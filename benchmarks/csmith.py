@@ -1,0 +1,222 @@
+"""Differential testing with random C programs: does a multivariant build compute what the plain one does?
+
+Csmith (Debian's `csmith` and `libcsmith-dev`) writes programs that print a checksum of their
+globals. Each program is built twice for wasm32 by mewe: plain, and multivariant with every
+pass stacked on every variant (a random build seed per program). Both run under wasmtime; the
+multivariant one under random dispatch and with each variant pinned. A different checksum, a
+trap, or a build that crashes where the plain one did not is a mismatch: the program and the
+seed are kept, and with `--reduce` creduce shrinks the program to a regression test.
+
+    python benchmarks/csmith.py --programs 1000 --jobs 2 --out csmith-results   # the long campaign
+    python benchmarks/csmith.py --programs 20 --first 1                           # a quick look
+
+Programs whose plain build does not finish in time (Csmith can write very long loops) are
+counted as skipped, not compared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+CSMITH_INCLUDE = Path("/usr/include/csmith")
+CSMITH_OPTIONS = ["--max-funcs", "8", "--max-block-depth", "3", "--no-packed-struct"]
+ALL_PASSES = ("constant-blinding,shuffle-blocks,split-blocks,bogus-branch,junk-code,swap-commutative,"
+              "invert-compare,opt-pipeline,schedule,stack-layout,substitute,synthesize")
+CHECKSUM = re.compile(rb"^checksum = ([0-9A-F]+)$", re.M)
+
+
+@dataclass
+class Outcome:
+    program: int
+    seed: int  # mewe's build seed
+    opt: str
+    status: str  # "match", "mismatch" or "skipped"
+    detail: str = ""
+    functions: int = 0
+    dispatched: int = 0
+    runs: list[str] = field(default_factory=list)  # policy=checksum, for a mismatch
+
+
+def mewe_cmd() -> list[str]:
+    return [sys.executable, "-m", "mewe"]
+
+
+def generate(program: int, path: Path) -> None:
+    """The Csmith program numbered `program` (its Csmith seed), written to `path`."""
+    subprocess.run(["csmith", "--seed", str(program), *CSMITH_OPTIONS, "-o", str(path)], check=True,
+                   capture_output=True, timeout=120)
+
+
+def _build(source: Path, out: Path, opt: str, extra: list[str], timeout: float) -> tuple[int, str]:
+    argv = [*mewe_cmd(), "build", str(source), f"-I{CSMITH_INCLUDE}", f"-O{opt}", "--jobs", "1",
+            "-o", str(out), *extra]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return -1, "build timed out"
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    return proc.returncode, lines[-1] if lines else ""
+
+
+def _run(module: Path, policy: str | None, timeout: float) -> str:
+    """The checksum a run prints, or what went wrong instead."""
+    argv = [*mewe_cmd(), "run", *(["--policy", policy] if policy else []), str(module)]
+    try:
+        proc = subprocess.run(argv, capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return "timeout"
+    found = CHECKSUM.search(proc.stdout)
+    if proc.returncode != 0 or not found:
+        return f"exit {proc.returncode}: {proc.stderr.decode(errors='replace').strip()[:200]}"
+    return found.group(1).decode()
+
+
+def check(program: int, work: Path, *, variants: int = 2, opt: str | None = None, seed: int | None = None,
+          run_timeout: float = 10.0, build_timeout: float = 600.0) -> Outcome:
+    """Generate program `program`, build it plain and multivariant, and compare their checksums."""
+    rng = random.Random(program)
+    opt = opt or rng.choice(["0", "1", "2", "s"])
+    seed = rng.randrange(1 << 30) if seed is None else seed
+    work.mkdir(parents=True, exist_ok=True)
+    source = work / f"p{program}.c"
+    generate(program, source)
+    outcome = Outcome(program, seed, opt, "skipped")
+    code, err = _build(source, work / f"p{program}.plain.wasm", opt, [], build_timeout)
+    if code != 0:
+        outcome.detail = f"plain build failed: {err}"
+        return outcome
+    expected = _run(work / f"p{program}.plain.wasm", None, run_timeout)
+    if not re.fullmatch(r"[0-9A-F]+", expected):
+        outcome.detail = f"plain run: {expected}"
+        return outcome
+    mv = work / f"p{program}.mv.wasm"
+    code, err = _build(source, mv, opt, ["--variants", str(variants), "--seed", str(seed), "--passes", ALL_PASSES,
+                                         "--no-cache"], build_timeout)
+    if code != 0:
+        outcome.status, outcome.detail = "mismatch", f"multivariant build failed ({code}): {err}"
+        return outcome
+    totals = json.loads((work / f"p{program}.mv.manifest.json").read_text())["totals"]
+    outcome.functions, outcome.dispatched = totals["functions"], totals["dispatched"]
+    policies = ["random", *(f"pinned:{k}" for k in range(variants + 1))]
+    results = {p: _run(mv, p, run_timeout * 4) for p in policies}
+    wrong = {p: r for p, r in results.items() if r != expected}
+    outcome.status = "mismatch" if wrong else "match"
+    if wrong:
+        outcome.detail = f"expected {expected}: " + ", ".join(f"{p} gave {r}" for p, r in wrong.items())
+        outcome.runs = [f"{p}={r}" for p, r in results.items()]
+    return outcome
+
+
+INTERESTING = """#!/bin/sh
+# creduce's test: the program still builds and runs plain, and the multivariant build differs.
+{python} {script} --interesting p.c --seed {seed} --opt {opt} --variants {variants}
+"""
+
+
+def reduce(source: Path, outcome: Outcome, variants: int, dest: Path) -> Path:
+    """creduce `source` to a smaller program that still shows the mismatch; returns its path."""
+    with tempfile.TemporaryDirectory(prefix="mewe-creduce-") as tmp:
+        shutil.copy(source, Path(tmp) / "p.c")
+        test = Path(tmp) / "interesting.sh"
+        test.write_text(INTERESTING.format(python=sys.executable, script=Path(__file__).resolve(), seed=outcome.seed,
+                                           opt=outcome.opt, variants=variants))
+        test.chmod(0o755)
+        subprocess.run(["creduce", "--n", "2", str(test), "p.c"], cwd=tmp, capture_output=True, check=True)
+        reduced = dest / f"p{outcome.program}.reduced.c"
+        shutil.copy(Path(tmp) / "p.c", reduced)
+    return reduced
+
+
+def interesting(source: Path, seed: int, opt: str, variants: int) -> bool:
+    """creduce's predicate, in the current directory: plain builds and runs, multivariant differs."""
+    work = Path(tempfile.mkdtemp(prefix="mewe-interesting-"))
+    try:
+        if _build(source, work / "plain.wasm", opt, [], 120)[0] != 0:
+            return False
+        expected = _run(work / "plain.wasm", None, 5)
+        if not re.fullmatch(r"[0-9A-F]+", expected):
+            return False
+        code, _ = _build(source, work / "mv.wasm", opt, ["--variants", str(variants), "--seed", str(seed),
+                                                          "--passes", ALL_PASSES, "--no-cache"], 300)
+        if code != 0:
+            return True  # a build that fails where the plain one did not is the mismatch
+        return any(_run(work / "mv.wasm", p, 20) != expected
+                   for p in ["random", *(f"pinned:{k}" for k in range(variants + 1))])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def campaign(first: int, count: int, out: Path, jobs: int, variants: int, reduce_mismatches: bool) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+
+    def one(program: int) -> Outcome:
+        work = out / "work" / f"p{program}"
+        outcome = check(program, work, variants=variants)
+        if outcome.status == "mismatch":
+            kept = out / "mismatches"
+            kept.mkdir(exist_ok=True)
+            shutil.copy(work / f"p{program}.c", kept / f"p{program}.c")
+            (kept / f"p{program}.json").write_text(json.dumps(asdict(outcome), indent=1) + "\n")
+            if reduce_mismatches:
+                reduce(work / f"p{program}.c", outcome, variants, kept)
+        shutil.rmtree(work, ignore_errors=True)
+        return outcome
+
+    outcomes = []
+    with ThreadPoolExecutor(max_workers=jobs) as pool, open(out / "outcomes.jsonl", "a") as log:
+        for outcome in pool.map(one, range(first, first + count)):
+            outcomes.append(outcome)
+            log.write(json.dumps(asdict(outcome)) + "\n")
+            log.flush()
+            if outcome.status != "match":
+                print(f"program {outcome.program}: {outcome.status}: {outcome.detail}", flush=True)
+    summary = {
+        "programs": len(outcomes),
+        "compared": sum(o.status != "skipped" for o in outcomes),
+        "mismatches": sum(o.status == "mismatch" for o in outcomes),
+        "skipped": sum(o.status == "skipped" for o in outcomes),
+        "functions": sum(o.functions for o in outcomes),
+        "dispatched": sum(o.dispatched for o in outcomes),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--programs", type=int, default=100, help="how many programs (default 100)")
+    parser.add_argument("--first", type=int, default=1, help="the first program's Csmith seed (default 1)")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="programs checked at once")
+    parser.add_argument("--variants", type=int, default=2, help="variants per function (default 2)")
+    parser.add_argument("--out", type=Path, default=Path("csmith-results"), help="results and kept mismatches")
+    parser.add_argument("--reduce", action="store_true", help="creduce each mismatch (slow)")
+    parser.add_argument("--interesting", type=Path, help=argparse.SUPPRESS)  # creduce's predicate
+    parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--opt", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.interesting:
+        return 0 if interesting(args.interesting, args.seed, args.opt, args.variants) else 1
+    for tool in ("csmith",) + (("creduce",) if args.reduce else ()):
+        if shutil.which(tool) is None:
+            parser.error(f"{tool} is not installed (Debian: apt-get install csmith libcsmith-dev creduce)")
+    summary = campaign(args.first, args.programs, args.out, args.jobs, args.variants, args.reduce)
+    print(json.dumps(summary))
+    return 1 if summary["mismatches"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

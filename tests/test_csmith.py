@@ -1,0 +1,43 @@
+"""Differential testing with Csmith programs (benchmarks/csmith.py): a fixed small set here, the
+long campaign as a documented script. Each program is built plain and multivariant with every
+pass stacked, and must print the same checksum under random dispatch and each variant pinned."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import load_benchmark
+
+# (Csmith seed, optimization level): -O0 keeps every function (csmith's safe-math helpers too)
+PROGRAMS = [(2, "0"), (5, "0"), (3, "1"), (1, "2")]
+
+
+@pytest.fixture(scope="module")
+def csmith():
+    return load_benchmark("csmith")
+
+
+@pytest.mark.parametrize("program, opt", PROGRAMS)
+def test_multivariant_build_prints_the_same_checksum(csmith, program, opt, tmp_path):
+    outcome = csmith.check(program, tmp_path, variants=2, opt=opt)
+    assert outcome.status == "match", outcome
+    assert outcome.dispatched >= 0.9 * outcome.functions and outcome.functions >= 2
+
+
+def test_a_mismatch_is_kept_with_its_seed(csmith, tmp_path, monkeypatch):
+    real_run = csmith._run
+
+    def wrong_when_pinned(module, policy, timeout):  # a stand-in for a miscompiled variant
+        result = real_run(module, policy, timeout)
+        return "DEADBEEF" if policy == "pinned:1" else result
+
+    monkeypatch.setattr(csmith, "_run", wrong_when_pinned)
+    summary = csmith.campaign(3, 1, tmp_path / "out", jobs=1, variants=2, reduce_mismatches=False)
+    assert summary["mismatches"] == 1 and summary["compared"] == 1
+    kept = tmp_path / "out" / "mismatches"
+    record = json.loads((kept / "p3.json").read_text())
+    assert (kept / "p3.c").read_text().startswith("/*") and "pinned:1 gave DEADBEEF" in record["detail"]
+    again = csmith.check(3, tmp_path / "again", variants=2, seed=record["seed"], opt=record["opt"])
+    assert again.status == "mismatch" and again.detail == record["detail"]  # program + seed reproduce it
