@@ -18,6 +18,10 @@ from mewe.types import IRModule
 _DBG_ATTACHMENT = re.compile(r",? !dbg !\d+")
 _DBG_LINE = re.compile(r"\s*(#dbg_\w+\(|call void @llvm\.dbg\.|declare void @llvm\.dbg\.|!llvm\.dbg\.cu = )")
 _RUST_MAIN = re.compile(r"^define ((?:\w+ )*)i32 @main\(\)", re.M)
+# Inline assembly with instructions in it (an empty string, the usual compiler barrier, is fine):
+# llvmlite's LLVM has no WebAssembly assembler, and codegen would abort the process.
+_INLINE_ASM = re.compile(r'\basm (?:(?:sideeffect|alignstack|inteldialect|unwind) )*"([^"]*[^"\s][^"]*)"|^module asm "(.*\S.*)"$',
+                         re.M)
 
 
 def strip_debug_info(text: str) -> str:
@@ -55,7 +59,13 @@ def load_ir(name: str, data: bytes, *, origin: str) -> IRModule:
     mod = parse_checked(data, origin)
     if not mod.triple.startswith("wasm32"):
         raise MeweError(f"{origin}: target triple '{mod.triple or '(none)'}' is not wasm32; compile with --target=wasm32-wasi")
-    normalized = normalize(str(mod))
+    text = str(mod)
+    asm = _INLINE_ASM.search(text)
+    if asm:
+        snippet = (asm.group(1) or asm.group(2)).replace("\\0A", "; ")[:60]
+        raise MeweError(f"{origin}: inline assembly is not supported (llvmlite's LLVM has no WebAssembly assembler): "
+                        f"'{snippet}'")
+    normalized = normalize(text)
     if normalized is not None:
         mod = parse_checked(normalized, origin)
     return IRModule(name, mod.as_bitcode())

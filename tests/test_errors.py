@@ -110,3 +110,24 @@ def test_run_missing_and_invalid_module(tmp_path):
     assert res.returncode == 1
     [line] = error_lines(res.stderr)
     assert "junk.wasm: not a valid wasm module" in line
+
+
+def test_unsupported_constructs(tmp_path):
+    # Inline assembly that is not empty: llvmlite's LLVM cannot assemble it, so it is refused
+    # up front instead of aborting codegen. An empty asm (a compiler barrier) builds and runs.
+    (tmp_path / "asm.c").write_text(
+        "int main(int c, char **v) { int y; __asm__(\"local.get %1\\n local.set %0\" : \"=r\"(y) : \"r\"(c)); return y; }\n")
+    res = mewe("build", "asm.c", "--variants", "2", "-o", "asm.wasm", cwd=tmp_path)
+    assert res.returncode == 1 and not (tmp_path / "asm.wasm").exists()
+    assert error_lines(res.stderr) == [
+        "mewe: error: asm.c: inline assembly is not supported (llvmlite's LLVM has no WebAssembly assembler): "
+        "'local.get $1;  local.set $0'"]
+    (tmp_path / "barrier.c").write_text(
+        "int main(int c, char **v) { __asm__ volatile(\"\" ::: \"memory\"); return c + 4; }\n")
+    assert mewe("build", "barrier.c", "--variants", "2", "-o", "barrier.wasm", cwd=tmp_path).returncode == 0
+    assert mewe("run", tmp_path / "barrier.wasm").returncode == 5
+    # setjmp/longjmp need wasm exception handling: wasi-libc's header says so, in one error
+    (tmp_path / "sj.c").write_text("#include <setjmp.h>\njmp_buf b;\nint main(void) { return setjmp(b); }\n")
+    res = mewe("build", "sj.c", "-o", "sj.wasm", cwd=tmp_path)
+    assert res.returncode == 1 and "Exception handling" in res.stderr
+    assert res.stderr.rstrip().splitlines()[-1] == "mewe: error: sj.c: compilation failed"

@@ -219,6 +219,42 @@ def test_discriminator_is_uniform(tmp_path):
     assert chi2 < 16.27  # p = 0.001 for 3 degrees of freedom
 
 
+DRAWS_C = """#include <stdio.h>
+#include "discriminator.c"
+int main(void) {
+    static const unsigned sizes[] = {2, 3, 5, 7, 10, 16};
+    for (int s = 0; s < 6; s++) {
+        unsigned counts[16] = {0};
+        for (int i = 0; i < 48000; i++)
+            counts[__mewe_choose(sizes[s])]++;
+        for (unsigned k = 0; k < sizes[s]; k++)
+            printf("%u%c", counts[k], k + 1 < sizes[s] ? ' ' : '\\n');
+    }
+    return 0;
+}
+"""
+CHI2_P001 = {2: 10.83, 3: 13.82, 5: 18.47, 7: 22.46, 10: 27.88, 16: 37.70}  # critical values, df = n - 1
+
+
+def test_discriminator_draws_are_uniform_and_seeded_per_run(tmp_path):
+    """The discriminator itself, 48,000 draws for each of several n, under the default (random)
+    policy: chi-square at p = 0.001 per n, and a fresh WASI random_get seed on every run."""
+    from mewe.runtime import DISCRIMINATOR
+
+    (tmp_path / "draws.c").write_text(DRAWS_C)
+    module = mewe.build([tmp_path / "draws.c"], tmp_path / "draws.wasm",
+                        options=mewe.CompileOptions(include_dirs=(str(DISCRIMINATOR.parent),))).output
+    outputs = [run(module, tmp_path) for _ in range(2)]
+    for status, out in outputs:
+        assert status == 0
+        for line in out.decode().splitlines():
+            counts = [int(c) for c in line.split()]
+            n, total = len(counts), sum(counts)
+            chi2 = sum((c - total / n) ** 2 / (total / n) for c in counts)
+            assert total == 48000 and chi2 < CHI2_P001[n], (n, counts)
+    assert outputs[0][1] != outputs[1][1]  # no fixed default seed
+
+
 def test_hold_keeps_a_variant_for_runs_of_calls(tmp_path):
     module = build_mv(tmp_path, EXAMPLES / "interp.c", "held", trace=True, hold=8).output
     trace: list = []
