@@ -5,8 +5,8 @@ The output is a WASI command module that keeps its function names (name section)
 imports only `wasi_snapshot_preview1`.
 """
 
-from .codegen import emit_object, wasm_ld
+from .codegen import CodegenCrash, emit_object, wasm_ld
 from .merge import link_modules
 from .multivariant import body_name, link_variants
 
-__all__ = ["link_modules", "link_variants", "body_name", "emit_object", "wasm_ld"]
+__all__ = ["link_modules", "link_variants", "body_name", "emit_object", "wasm_ld", "CodegenCrash"]

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import llvmlite.binding as llvm
 
 from mewe.errors import MeweError
-from mewe.llvmir import parse_module
 from mewe.toolchain import Toolchain
 from mewe.types import IRModule
 from mewe.wasm import strip_debug
@@ -26,10 +28,39 @@ def target_machine(triple: str, opt_level: str = "2", features: str = "") -> llv
     return target.create_target_machine(opt=CODEGEN_OPT[opt_level], reloc="static", codemodel="default", features=features)
 
 
+# The code generator runs in a child process (llvmlite only: about 0.1 s to start). An LLVM bug
+# that a variant triggers aborts the process that hit it (an assertion, a fatal error); in a
+# child it becomes a CodegenCrash, which the build can answer by dropping those variants.
+_CHILD = """
+import sys
+import llvmlite.binding as llvm
+llvm.initialize_all_targets()
+llvm.initialize_all_asmprinters()
+opt, features = int(sys.argv[1]), sys.argv[2]
+mod = llvm.parse_bitcode(sys.stdin.buffer.read())
+target = llvm.Target.from_triple(mod.triple)
+tm = target.create_target_machine(opt=opt, reloc="static", codemodel="default", features=features)
+sys.stdout.buffer.write(tm.emit_object(mod))
+"""
+
+
+class CodegenCrash(MeweError):
+    """LLVM's code generator crashed (aborted) on a module."""
+
+
 def emit_object(module: IRModule, opt_level: str = "2", *, tail_calls: bool = False) -> bytes:
-    """Generate a wasm32 object file for `module`; `tail_calls` enables wasm's return_call."""
-    mod = parse_module(module.bitcode, verify=False)
-    return target_machine(mod.triple, opt_level, "+tail-call" if tail_calls else "").emit_object(mod)
+    """Generate a wasm32 object file for `module`; `tail_calls` enables wasm's return_call.
+    Raises CodegenCrash, naming LLVM's message, when the code generator aborts."""
+    features = "+tail-call" if tail_calls else ""
+    proc = subprocess.run([sys.executable, "-c", _CHILD, str(CODEGEN_OPT[opt_level]), features],
+                          input=module.bitcode, capture_output=True)
+    if proc.returncode != 0:
+        text = proc.stderr.decode("utf-8", "replace")
+        found = re.search(r"Assertion `(.*)' failed", text) or re.search(r"LLVM ERROR: (.*)", text)
+        what = (f"assertion '{found[1]}' failed" if found and found[0].startswith("Assertion") else
+                found[1] if found else (text.strip().splitlines() or [f"exit status {proc.returncode}"])[-1])
+        raise CodegenCrash(f"{module.name}: LLVM's code generator crashed: {what}")
+    return proc.stdout
 
 
 def wasm_ld(objects: list[Path], name: str, toolchain: Toolchain, *, extra: tuple[str, ...] = (), verbose: bool = False) -> bytes:

@@ -113,7 +113,12 @@ def link_multivariant(program: IRModule, options: CompileOptions, mv: Multivaria
             return module, linker.emit_object(module, options.opt_level, tail_calls=mv.tail_calls), None, reports, used
         return (module, *_codegen(module, options, mv.tail_calls, name, toolchain, verbose), reports, used)
 
-    module, obj, wasm, reports, used = generate(variants)
+    crashed: dict[str, str] = {}
+    try:
+        module, obj, wasm, reports, used = generate(variants)
+    except linker.CodegenCrash as exc:
+        variants, crashed = _without_codegen_crashes(program, variants, rt, mv, options, unit, str(exc))
+        module, obj, wasm, reports, used = generate(variants)
     survivors = {f: vs[:mv.variants] for f, vs in _surviving(_code_levels(obj, wasm), used).items()}
     folded = {f: len(used[f]) - len(survivors[f]) for f in used}  # folded, or surplus
     if any(folded.values()):
@@ -127,10 +132,47 @@ def link_multivariant(program: IRModule, options: CompileOptions, mv: Multivaria
         reports = second
     code = parse_wasm(wasm if wasm is not None else obj).code_by_name()
     for r in reports:
+        if r.name in crashed:
+            r.reason = crashed[r.name]
         r.unit = unit or ""
         if r.status == "dispatched":
             r.code_sizes = [len(code.get(linker.body_name(r.name, k), b"")) for k in range(r.variants)]
     return module, obj, wasm, reports
+
+
+def _without_codegen_crashes(program: IRModule, variants: Mapping[str, Sequence[Variant]], rt: IRModule,
+                             mv: MultivariantOptions, options: CompileOptions, unit: str | None,
+                             first: str) -> tuple[dict[str, Sequence[Variant]], dict[str, str]]:
+    """`variants` without those of functions whose variants make LLVM's code generator crash
+    (found by bisection), and why each such function lost them. Crashes without variants are
+    the build's error."""
+    chosen = {f: vs for f, vs in variants.items() if vs}
+    crashed: dict[str, str] = {}
+
+    def crash(subset: Mapping[str, Sequence[Variant]]) -> str | None:
+        module, _, _ = linker.link_variants(program, subset, rt, mv, unit=unit)
+        try:
+            linker.emit_object(module, options.opt_level, tail_calls=mv.tail_calls)
+        except linker.CodegenCrash as exc:
+            return str(exc).rsplit("crashed: ", 1)[-1]
+        return None
+
+    message: str | None = first.rsplit("crashed: ", 1)[-1]  # the crash that brought us here
+    while chosen and message:
+        suspects = sorted(chosen)
+        while len(suspects) > 1:  # halve towards one function whose variants crash on their own
+            half = suspects[: len(suspects) // 2]
+            if crash({f: chosen[f] for f in half}):
+                suspects = half
+            elif crash({f: chosen[f] for f in suspects[len(suspects) // 2:]}):
+                suspects = suspects[len(suspects) // 2:]
+            else:
+                break  # only together: drop them all
+        for f in suspects:
+            del chosen[f]
+            crashed[f] = f"its variants crash LLVM's code generator: {message}"
+        message = crash(chosen) if chosen else None
+    return chosen, crashed
 
 
 def check_options(multivariant: MultivariantOptions) -> None:

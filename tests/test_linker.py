@@ -288,3 +288,91 @@ def test_byval_arguments_survive_tail_calls(tmp_path):
     module = mewe.build([source], tmp_path / "byval.wasm", multivariant=MultivariantOptions(variants=2)).output
     for k in range(3):
         assert run(module, tmp_path, b"", policy=f"pinned:{k}") == (0, b"130\n")
+
+
+CRASH_LL = """target triple = "wasm32-unknown-wasi"
+
+declare void @llvm.trap()
+declare i32 @printf(ptr, ...)
+
+@fmt = private constant [4 x i8] c"%d\\0A\\00"
+
+define void @die(i32 %arg) noinline {
+bb:
+  tail call void @llvm.trap()
+  unreachable
+}
+
+define i32 @add(i32 %a, i32 %b) noinline {
+bb:
+  %s = add i32 %a, %b
+  ret i32 %s
+}
+
+define i32 @__main_argc_argv(i32 %argc, ptr %argv) {
+bb:
+  %big = icmp sgt i32 %argc, 5
+  br i1 %big, label %fail, label %ok
+
+fail:
+  call void @die(i32 %argc)
+  unreachable
+
+ok:
+  %v = call i32 @add(i32 %argc, i32 40)
+  %r = call i32 (ptr, ...) @printf(ptr @fmt, i32 %v)
+  ret i32 0
+}
+"""
+# Valid IR on which LLVM's wasm backend asserts ("Register use before def!"): a value defined
+# after a trap and used in a later block. The passes no longer write this; the build must
+# still survive variants that crash the code generator.
+DIE_CRASHING = """define void @die(i32 %arg) noinline {
+bb:
+  %slot = alloca i32, align 4
+  store volatile i32 1, ptr %slot, align 4
+  br label %bb.1
+
+bb.1:
+  tail call void @llvm.trap()
+  %x = load volatile i32, ptr %slot, align 4
+  %y = mul i32 %x, 3
+  br label %bb.2
+
+bb.2:
+  %z = or i32 %y, 5
+  store volatile i32 %z, ptr %slot, align 4
+  unreachable
+}"""
+ADD_VARIANT = """define i32 @add(i32 %a, i32 %b) noinline {
+bb:
+  %slot = alloca i32, align 4
+  store volatile i32 7, ptr %slot, align 4
+  %s = add i32 %b, %a
+  ret i32 %s
+}"""
+
+
+def test_variants_that_crash_codegen_are_dropped(tmp_path):
+    from mewe.types import Variant
+
+    (tmp_path / "t.ll").write_text(CRASH_LL)
+    variants = {"die": [Variant("die", DIE_CRASHING, ("handmade",))], "add": [Variant("add", ADD_VARIANT, ("handmade",))]}
+    result = mewe.build([tmp_path / "t.ll"], tmp_path / "t.wasm", multivariant=MultivariantOptions(variants=1),
+                        variants=variants)
+    reports = {f.name: f for f in result.manifest.functions}
+    assert reports["die"].status == "skipped"
+    assert reports["die"].reason.startswith("its variants crash LLVM's code generator: assertion")
+    assert reports["add"].status == "dispatched" and reports["add"].variants == 2
+    for policy in ("pinned:0", "pinned:1"):
+        assert run(result.output, tmp_path, policy=policy) == (0, b"41\n")
+    with pytest.raises(mewe.MeweError, match="unreachable in function 'die'"):  # die still traps
+        run(result.output, tmp_path, args=["1", "2", "3", "4", "5"])
+
+    # the same body as a plain module: the build's error, in one line, and no output
+    (tmp_path / "crash.ll").write_text(CRASH_LL.replace(CRASH_LL[CRASH_LL.index("define void @die"):
+                                                                 CRASH_LL.index("define i32 @add")], DIE_CRASHING + "\n\n"))
+    res = cli("build", tmp_path / "crash.ll", "-o", tmp_path / "crash.wasm")
+    assert res.returncode == 1 and not (tmp_path / "crash.wasm").exists()
+    assert res.stderr.splitlines() == [
+        "mewe: error: crash.ll: LLVM's code generator crashed: assertion 'MRI->getVRegDef(Reg) && \"Register use before def!\"' failed"]
