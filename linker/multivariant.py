@@ -17,7 +17,7 @@ from typing import Mapping, Sequence
 import llvmlite.binding as llvm
 
 from mewe.errors import MeweError
-from mewe.llvmir import llvm_error, new_context, parse_module
+from mewe.llvmir import instruction_count, llvm_error, new_context, parse_module
 from mewe.types import FunctionReport, IRModule, MultivariantOptions, Variant
 
 from .irtext import PLACEMENT, Definition, Header, ModuleText, Unsupported, abi_only, parse_header, quote_name, tokens
@@ -292,6 +292,9 @@ def link_variants(
     plans: list[_Plan] = []
     for name in names:
         reason = _skip_reason(name, mt, twice)
+        instructions = instruction_count(mt.definitions[name].body(mt.lines)) if name in mt.definitions else 0
+        if not reason and instructions > options.max_size:
+            reason = f"larger than --max-size ({instructions} > {options.max_size} instructions)"
         if not reason and not variants.get(name):
             reason = "no variants"
         if reason:

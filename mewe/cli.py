@@ -47,7 +47,7 @@ def _multivariant(args: argparse.Namespace) -> MultivariantOptions:
     flags = {"variants": args.variants, "seed": args.seed, "passes": args.passes, "stack": args.stack,
              "include": tuple(args.only) or None, "exclude": tuple(args.skip) or None, "policy": args.policy,
              "dispatch": args.dispatch, "tail_calls": args.tail_calls, "trace": args.trace, "reseed": args.reseed,
-             "hold": args.hold, "jobs": args.jobs, "executor": args.executor, "cache": args.cache}
+             "hold": args.hold, "max_size": args.max_size, "jobs": args.jobs, "executor": args.executor, "cache": args.cache}
     return dataclasses.replace(multivariant, **{k: v for k, v in flags.items() if v is not None})
 
 
@@ -174,6 +174,8 @@ def _add_multivariant_options(b: argparse.ArgumentParser) -> None:
     mv.add_argument("--hold", type=int, metavar="K",
                     help="keep a drawn variant for about K calls of its function (default 1: a fresh draw every call)")
     mv.add_argument("--reseed", type=int, metavar="N", help="draws between re-seeds from WASI random_get")
+    mv.add_argument("--max-size", dest="max_size", type=int, metavar="N",
+                    help="leave functions of more than N instructions undiversified (default 20000)")
     mv.add_argument("--jobs", type=int, metavar="N", help="processes making variants (default: one per CPU)")
     mv.add_argument("--executor", metavar="URL",
                     help="where variants are made: local (processes, default), serial, or dask://HOST:PORT (a Dask scheduler)")

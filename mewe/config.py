@@ -22,7 +22,7 @@ from mewe.types import MultivariantOptions, Policy
 KEYS = {"variants": "variants", "seed": "seed", "passes": "passes", "stack": "stack", "include": "include",
         "exclude": "exclude", "policy": "policy", "dispatch": "dispatch", "tail-calls": "tail_calls",
         "trace": "trace", "reseed": "reseed", "hold": "hold", "jobs": "jobs", "executor": "executor",
-        "cache": "cache"}
+        "cache": "cache", "max-size": "max_size"}
 
 
 def find_settings(start: Path | None = None) -> tuple[Path | None, dict[str, Any]]:

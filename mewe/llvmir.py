@@ -38,6 +38,11 @@ def split_top(text: str) -> list[str]:
     return items
 
 
+def instruction_count(body_lines) -> int:
+    """How many instructions a printed function body has (they are indented; labels are not)."""
+    return sum(1 for line in body_lines if line.startswith("  ") and line.strip())
+
+
 def llvm_error(exc: Exception) -> str:
     """The line of an llvmlite error that says what is wrong, without its position prefix."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]

@@ -92,7 +92,7 @@ def make_variants(program: IRModule, mv: MultivariantOptions) -> dict[str, list[
 
     return passes.diversify(program, variants=OVERGENERATE * mv.variants, seed=mv.seed, passes=mv.passes,
                             stack=mv.stack, include=mv.include, exclude=mv.exclude, jobs=mv.jobs,
-                            executor=mv.executor, cache=mv.cache)
+                            executor=mv.executor, cache=mv.cache, max_size=mv.max_size)
 
 
 def link_multivariant(program: IRModule, options: CompileOptions, mv: MultivariantOptions,
@@ -185,6 +185,8 @@ def check_options(multivariant: MultivariantOptions) -> None:
         raise MeweError("--reseed must be at least 1")
     if not 1 <= multivariant.hold <= 1 << 30:
         raise MeweError("--hold must be between 1 and 2**30")
+    if multivariant.max_size < 1:
+        raise MeweError("--max-size must be at least 1")
     if multivariant.jobs < 1:
         raise MeweError("--jobs must be at least 1")
     executors.parse(multivariant.executor)

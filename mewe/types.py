@@ -156,6 +156,7 @@ class MultivariantOptions:
     trace: bool = False  # record (function, variant) for every dispatch
     hold: int = 1  # calls a drawn variant is kept for, on average (1: a fresh draw on every call)
     reseed: int = 65536  # draws between re-seeds from WASI random_get
+    max_size: int = 20_000  # instructions; larger functions keep one body (bounds time and memory)
     # Where variants are made (none of these changes the output):
     jobs: int = field(default_factory=lambda: os.cpu_count() or 1)  # worker processes
     executor: str | None = None  # None: local processes if worth it; "local", "serial", "dask://HOST:PORT"

@@ -22,7 +22,7 @@ from typing import Sequence
 
 from mewe import executors
 from mewe.errors import MeweError
-from mewe.llvmir import parse_module
+from mewe.llvmir import instruction_count, parse_module
 from mewe.types import IRModule, Variant
 
 from . import cache as disk
@@ -69,6 +69,7 @@ def diversify(
     jobs: int | None = None,
     executor: str | None = None,
     cache: bool = True,
+    max_size: int | None = None,
 ) -> dict[str, list[Variant]]:
     """Up to `variants` variants of every defined function of `module` (by original name).
 
@@ -76,6 +77,7 @@ def diversify(
     for each variant (from those that apply). Functions no pass changes get no entry.
     `executor` and `jobs` say where functions are diversified (`mewe.executors`); with
     `cache`, functions diversified before with the same settings are not diversified again.
+    Functions of more than `max_size` instructions get no variants.
     """
     load_plugins()
     names = tuple(passes) if passes is not None else tuple(sorted(registry))
@@ -93,7 +95,8 @@ def diversify(
     name_values(mod)
     text = str(mod)
     spans = function_spans(text)
-    functions = [(n.strip('"'), text[start:end]) for n, (start, end) in spans.items() if selected(n.strip('"'), include, exclude)]
+    functions = [(n.strip('"'), text[start:end]) for n, (start, end) in spans.items() if selected(n.strip('"'), include, exclude)
+                 and (max_size is None or instruction_count(text[start:end].splitlines()) <= max_size)]
     settings = _Settings(names, passes is None, stack, seed, variants, text, cache)
     context = disk.digest(_skeleton(text, spans)) if any(registry[n].uses_context for n in names) else ""
     keys = [_key(settings, name, body, context) for name, body in functions]

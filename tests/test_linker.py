@@ -207,6 +207,17 @@ def test_unsupported_functions_are_skipped_with_a_reason(tmp_path):
     assert run(result.output, tmp_path) == (42, b"")
 
 
+def test_functions_over_the_size_limit_keep_one_body(tmp_path):
+    result = build_mv(tmp_path, EXAMPLES / "interp.c", "small", max_size=30)
+    reports = {f.name: f for f in result.manifest.functions}
+    assert reports["main"].status == "skipped"
+    assert reports["main"].reason.startswith("larger than --max-size (") and reports["main"].reason.endswith(" > 30 instructions)")
+    assert reports["fib_rec"].status == "dispatched"
+    assert run(result.output, tmp_path, b"print fib(10)\n") == (0, b"55\n")
+    with pytest.raises(mewe.MeweError, match="--max-size must be at least 1"):
+        build_mv(tmp_path, EXAMPLES / "interp.c", "none", max_size=0)
+
+
 def test_discriminator_is_uniform(tmp_path):
     """Chi-square over the variants picked for many calls of functions with 4 bodies."""
     module = build_mv(tmp_path, EXAMPLES / "interp.c", "u", trace=True).output
