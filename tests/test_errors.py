@@ -131,3 +131,36 @@ def test_unsupported_constructs(tmp_path):
     res = mewe("build", "sj.c", "-o", "sj.wasm", cwd=tmp_path)
     assert res.returncode == 1 and "Exception handling" in res.stderr
     assert res.stderr.rstrip().splitlines()[-1] == "mewe: error: sj.c: compilation failed"
+
+
+def test_ctrl_c_mid_build_leaves_nothing_and_a_consistent_cache(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    from mewe.fsutil import cache_dir
+
+    (cache / "zig").symlink_to(cache_dir("zig"), target_is_directory=True)  # zig's wasi-libc build stays shared
+    env = dict(os.environ, MEWE_CACHE_DIR=str(cache))
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = [sys.executable, "-m", "mewe", "build", str(EXAMPLES / "interp.c"), "--variants", "8", "--seed", "3",
+            "-o", str(out / "interp.wasm")]
+    proc = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not (cache / "variants").exists() and time.monotonic() < deadline:  # well into the build
+        time.sleep(0.05)
+    time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.decode().rstrip().splitlines()[-1] == "mewe: interrupted"
+    assert os.listdir(out) == []  # no output, no temp file
+    # the cache holds only whole entries: a build through it equals one without it
+    assert subprocess.run(argv, env=env, capture_output=True).returncode == 0
+    first = (out / "interp.wasm").read_bytes()
+    assert subprocess.run([*argv, "--no-cache"], env=env, capture_output=True).returncode == 0
+    assert (out / "interp.wasm").read_bytes() == first
