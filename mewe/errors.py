@@ -5,6 +5,7 @@ explains it (a compiler's diagnostics), shown before that line.
 """
 
 
+import os
 import sys
 from typing import Callable
 
@@ -33,5 +34,9 @@ def run_reporting(prog: str, action: Callable[[], int]) -> int:
         print(f"{prog}: error: {err.message}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
+        # Outputs and temp files were already dealt with as the interrupt unwound. Leave at
+        # once: objects cut off mid-construction (z3's contexts) complain when collected.
         print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)

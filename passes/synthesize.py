@@ -189,6 +189,9 @@ def prove_equal(source: Expr, target: Expr, width: int, rlimit: int = Z3_RLIMIT)
     env = {n: z3.BitVec(n, width, ctx) for n in _leaves(source) + _leaves(target) if isinstance(n, str)}
     solver = z3.Solver(ctx=ctx)
     solver.set("rlimit", rlimit)
+    # ctrl_c off: z3 would otherwise take SIGINT for itself during the check, so Ctrl-C would
+    # only make this proof fail (and the build differ) instead of stopping the build.
+    solver.set("ctrl_c", False)
     # Sum-of-monomials normal form settles arithmetic identities that bit-blasting finds hard.
     solver.add(z3.simplify(_z3(source, env, width, ctx) != _z3(target, env, width, ctx), som=True))
     return solver.check() == z3.unsat
