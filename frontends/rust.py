@@ -53,6 +53,7 @@ class RustToolchain:
     version: str
     llvm_major: int
     build_std: bool = False  # std is compiled from source by cargo (-Zbuild-std)
+    std_sources: Path | None = None  # with build_std: the source root (library/, vendor/)
     registry: Path | None = None  # directory source standing in for crates.io
     skipped: tuple[str, ...] = field(default=(), compare=False)  # why earlier candidates were passed over
 
@@ -60,6 +61,7 @@ class RustToolchain:
         env = dict(os.environ, RUSTC=self.rustc)
         if self.build_std:
             env["RUSTC_BOOTSTRAP"] = "1"
+            env["__CARGO_TESTS_ONLY_SRC_ROOT"] = str(self.std_sources)  # where -Zbuild-std finds library/
         return env
 
     def describe(self) -> str:
@@ -129,9 +131,11 @@ def find_rust_toolchain(rustc: str | None = None) -> RustToolchain:
         if target:
             return RustToolchain(kind, candidate, _cargo_beside(candidate), target, version, llvm_major,
                                  registry=registry, skipped=tuple(skipped))
-        if kind == "debian" and _std_sources(sysroot, version):
+        sources = _std_sources(sysroot, version) if kind == "debian" else None
+        if sources:  # std's own dependencies resolve from its vendored crates
             return RustToolchain("rustc-web", candidate, _cargo_beside(candidate), "wasm32-wasip1", version,
-                                 llvm_major, build_std=True, registry=registry, skipped=tuple(skipped))
+                                 llvm_major, build_std=True, std_sources=sources, registry=sources / "vendor",
+                                 skipped=tuple(skipped))
         skipped.append(f"{candidate} ({version}): no wasm32 std, and no std sources with vendored crates")
     detail = f" (tried: {'; '.join(skipped)})" if skipped else ""
     raise MeweError(INSTALL_HINT + detail)
@@ -285,9 +289,7 @@ def cargo_bitcode(args: list[str], *, opt_level: str = "2", single: bool = False
     for package, name in bins:
         bitcode = mewe_dir / f"{name}.bc"
         argv = [toolchain.cargo, "rustc", *cargo_config(toolchain), *build_std, "--release", "--target",
-                toolchain.target, "--manifest-path", package["manifest_path"], "-p",
-                package["name"],
-                "--bin", name, *rest, "--", "--emit", f"llvm-bc={bitcode},link"]
+                toolchain.target, "--manifest-path", package["manifest_path"], "-p", package["name"], "--bin", name, *rest, "--", "--emit", f"llvm-bc={bitcode},link"]
         _checked(argv, f"cargo build of {name}", env, verbose)
         plain = target_dir / toolchain.target / "release" / f"{name}.wasm"
         if not bitcode.exists():
