@@ -139,6 +139,11 @@ def _handler(node: _Node, routes: dict[str, Path]) -> type[http.server.BaseHTTPR
     class Handler(http.server.BaseHTTPRequestHandler):
         server_version = "mewe-serve"
         protocol_version = "HTTP/1.1"
+        # Malformed requests get a status line too (not HTTP/0.9's bare body), and every error
+        # body is one plain-text line, like the service errors.
+        default_request_version = "HTTP/1.0"
+        error_content_type = "text/plain"
+        error_message_format = "%(message)s\n"
 
         def log_message(self, fmt, *args):  # quiet: one line per request is noise under load
             pass

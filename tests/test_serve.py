@@ -105,6 +105,47 @@ def test_traps_limits_and_bad_requests_are_clear_errors(server):
     assert (status, data) == (200, b"gnivres llits")
 
 
+def _raw(port: int, data: bytes) -> bytes:
+    """Send raw bytes (not necessarily HTTP) and return what comes back before the server closes."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_mixed_load_every_request_gets_its_own_clear_answer(server):
+    """Good requests, traps, endless loops, memory hogs, oversized and malformed requests, all
+    at once from 16 clients: each gets its own status, and good answers are never mixed up."""
+    kinds = ["ok", "ok", "ok", "trap", "ok", "loop", "ok", "hog", "ok", "big", "ok", "garbage", "ok", "exit3", "ok", "put"]
+
+    def one(i: int):
+        kind = kinds[i % len(kinds)]
+        if kind == "ok":
+            body = f"load-{i:04d}".encode()
+            status, data, _ = request(server, f"/echo?arg=c{i}", body)
+            return kind, status == 200 and data == body[::-1] + f" c{i}".encode(), (status, data)
+        if kind == "garbage":
+            answer = _raw(server, b"\x16\x03\x01 not http at all\r\n\r\n")
+            return kind, answer.startswith(b"HTTP/1.") and b" 400 " in answer.split(b"\r\n", 1)[0], answer[:80]
+        if kind == "put":
+            return kind, request(server, "/echo", method="PUT")[0] == 405, None
+        body = {"trap": b"trap", "loop": b"loop", "hog": b"hog", "big": b"x" * 5000, "exit3": b"exit3"}[kind]
+        status, data, _ = request(server, "/echo", body)
+        expected = {"trap": 500, "loop": 504, "hog": 200, "big": 413, "exit3": 500}[kind]
+        return kind, status == expected, (status, data[:80])
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        results = list(pool.map(one, range(96)))
+    wrong = [(kind, detail) for kind, ok, detail in results if not ok]
+    assert not wrong, wrong
+    assert request(server, "/echo", b"after the storm")[:2] == (200, b"mrots eht retfa")
+
+
 def test_serve_refuses_bad_modules(tmp_path):
     (tmp_path / "not.wasm").write_text("hello")
     res = mewe("serve", tmp_path / "not.wasm", "--port", "0")
