@@ -259,6 +259,7 @@ def prove(rule: Rule, width: int, flags: tuple[str, ...] = ()) -> str | None:
     # Sum-of-monomials normal form settles multiplication identities that bit-blasting cannot.
     claim = z3.simplify(z3.And(*pre, z3.Not(src_poison), z3.Or(tgt_poison, tgt != src)), som=True)
     solver = z3.Solver()
+    solver.set("ctrl_c", False)  # leave SIGINT to Python: Ctrl-C must stop the build (see synthesize)
     solver.add(claim)
     if solver.check() == z3.unsat:
         return None
