@@ -83,6 +83,11 @@ def _run(module: Path, policy: str | None, timeout: float) -> str:
     return found.group(1).decode()
 
 
+def policies(variants: int) -> list[str]:
+    """Random dispatch, then every variant alone."""
+    return ["random", *(f"pinned:{k}" for k in range(variants + 1))]
+
+
 def check(program: int, work: Path, *, variants: int = 2, opt: str | None = None, seed: int | None = None,
           run_timeout: float = 10.0, build_timeout: float = 600.0) -> Outcome:
     """Generate program `program`, build it plain and multivariant, and compare their checksums."""
@@ -109,8 +114,7 @@ def check(program: int, work: Path, *, variants: int = 2, opt: str | None = None
         return outcome
     totals = json.loads((work / f"p{program}.mv.manifest.json").read_text())["totals"]
     outcome.functions, outcome.dispatched = totals["functions"], totals["dispatched"]
-    policies = ["random", *(f"pinned:{k}" for k in range(variants + 1))]
-    results = {p: _run(mv, p, run_timeout * 4) for p in policies}
+    results = {p: _run(mv, p, run_timeout * 4) for p in policies(variants)}
     wrong = {p: r for p, r in results.items() if r != expected}
     outcome.status = "mismatch" if wrong else "match"
     if wrong:
@@ -152,8 +156,7 @@ def interesting(source: Path, seed: int, opt: str, variants: int) -> bool:
                                                           "--passes", ALL_PASSES, "--no-cache"], 300)
         if code != 0:
             return True  # a build that fails where the plain one did not is the mismatch
-        return any(_run(work / "mv.wasm", p, 20) != expected
-                   for p in ["random", *(f"pinned:{k}" for k in range(variants + 1))])
+        return any(_run(work / "mv.wasm", p, 20) != expected for p in policies(variants))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -183,6 +183,11 @@ def _add_multivariant_options(b: argparse.ArgumentParser) -> None:
                     help="make every variant anew (default: reuse those in the cache)")
 
 
+def _add_output_options(b: argparse.ArgumentParser) -> None:
+    b.add_argument("--keep-temps", action="store_true", help="keep the linked bitcode (.bc) and object (.o) beside the output")
+    b.add_argument("-v", "--verbose", action="store_true", help="print the commands run")
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="mewe", description="Multivariant WebAssembly for C and Rust services.")
     parser.add_argument("--version", action="version", version=f"mewe {__version__}")
@@ -201,8 +206,7 @@ def make_parser() -> argparse.ArgumentParser:
                    help="optimization level: 0 1 2 3 s z (default 2)")
     _add_multivariant_options(b)
     b.add_argument("--cc", metavar="CLANG", help="C compiler: a clang with a WASI sysroot (default: $MEWE_CC, else ziglang)")
-    b.add_argument("--keep-temps", action="store_true", help="keep the linked bitcode (.bc) and object (.o) beside the output")
-    b.add_argument("-v", "--verbose", action="store_true", help="print the commands run")
+    _add_output_options(b)
     b.set_defaults(func=_cmd_build)
 
     c = sub.add_parser("cargo", help="build a cargo project's binaries into multivariant WASI modules",
@@ -219,8 +223,7 @@ def make_parser() -> argparse.ArgumentParser:
                    help="optimization level for rustc and codegen: 0 1 2 3 s z (default 2)")
     _add_multivariant_options(c)
     c.add_argument("--cc", metavar="CLANG", help="C toolchain for the link (default: $MEWE_CC, else ziglang)")
-    c.add_argument("--keep-temps", action="store_true", help="keep the linked bitcode (.bc) and object (.o) beside the output")
-    c.add_argument("-v", "--verbose", action="store_true", help="print the commands run")
+    _add_output_options(c)
     c.set_defaults(func=_cmd_cargo)
 
     p = sub.add_parser("passes", help="list the diversification passes",
