@@ -6,7 +6,9 @@ explains it (a compiler's diagnostics), shown before that line.
 
 
 import os
+import signal
 import sys
+import threading
 from typing import Callable
 
 
@@ -23,11 +25,37 @@ class MeweError(Exception):
         return self.message
 
 
+_interrupted = False  # Ctrl-C was pressed while run_reporting's handler was installed
+
+
+def _on_sigint(signum, frame):
+    global _interrupted
+    _interrupted = True
+    raise KeyboardInterrupt
+
+
+def raise_if_interrupted() -> None:
+    """Raise KeyboardInterrupt if Ctrl-C was pressed since the tool started.
+
+    Python drops an exception raised inside a finalizer (llvmlite frees LLVM objects in
+    `__del__`), so an interrupt that lands there is lost; long loops and every output's
+    final rename call this so that one Ctrl-C always stops the build."""
+    if _interrupted:
+        raise KeyboardInterrupt
+
+
 def run_reporting(prog: str, action: Callable[[], int]) -> int:
     """Run a command-line tool's `action`: a MeweError becomes its diagnostics and one
     `PROG: error: ...` line with its exit code, Ctrl-C exit status 130."""
+    global _interrupted
+    _interrupted = False
+    install = threading.current_thread() is threading.main_thread() \
+        and signal.getsignal(signal.SIGINT) is signal.default_int_handler  # never un-ignore SIGINT
+    previous = signal.signal(signal.SIGINT, _on_sigint) if install else None
     try:
-        return action()
+        status = action()
+        raise_if_interrupted()  # swallowed after the last check: still an interrupted run
+        return status
     except MeweError as err:
         if err.details:
             print(err.details, file=sys.stderr)
@@ -40,3 +68,6 @@ def run_reporting(prog: str, action: Callable[[], int]) -> int:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(130)
+    finally:
+        if install:
+            signal.signal(signal.SIGINT, previous)

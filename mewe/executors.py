@@ -20,7 +20,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Sequence
 from urllib.parse import urlsplit
 
-from mewe.errors import MeweError
+from mewe.errors import MeweError, raise_if_interrupted
 
 SERIAL, LOCAL, DASK = "serial", "local", "dask"
 MIN_PARALLEL = 16  # with executor None, fewer items than this run here: no process start-up
@@ -58,6 +58,7 @@ def map_batches(func: Callable[[list], list], items: Sequence[Any], *, executor:
         if kind == SERIAL or (kind == LOCAL and (jobs == 1 or (not executor and len(items) < MIN_PARALLEL))):
             results = []
             for batch in _split(items, 1 if bar is None else len(items)):  # one item a batch only to move the bar
+                raise_if_interrupted()
                 results += func(batch)
                 _tick(bar, len(batch))
             return results
@@ -87,6 +88,7 @@ def _local(func: Callable, items: Sequence[Any], jobs: int, bar) -> list:
         with ProcessPoolExecutor(min(jobs, len(batches)), mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = {pool.submit(func, batch): i for i, batch in enumerate(batches)}
             for future in as_completed(futures):
+                raise_if_interrupted()
                 i = futures[future]
                 results[i] = future.result()
                 _tick(bar, len(batches[i]))
@@ -113,6 +115,7 @@ def _dask(func: Callable, items: Sequence[Any], address: str, bar) -> list:
         index = {f.key: i for i, f in enumerate(futures)}
         results: list = [None] * len(batches)
         for future in dask_completed(futures, loop=client.loop):
+            raise_if_interrupted()
             i = index[future.key]
             results[i] = future.result()
             _tick(bar, len(batches[i]))

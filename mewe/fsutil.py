@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from .errors import MeweError
+from .errors import MeweError, raise_if_interrupted
 
 
 @contextlib.contextmanager
@@ -25,6 +25,7 @@ def atomic_output(path: str | os.PathLike, mode: int = 0o644) -> Iterator[Path]:
         with tempfile.TemporaryDirectory(prefix="mewe-out-") as scratch:
             tmp = Path(scratch) / target.name
             yield tmp
+            raise_if_interrupted()
             with open(target, "wb") as out:
                 out.write(tmp.read_bytes())
         return
@@ -36,6 +37,7 @@ def atomic_output(path: str | os.PathLike, mode: int = 0o644) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        raise_if_interrupted()
         os.chmod(tmp, mode)
         os.replace(tmp, target)
     except BaseException:

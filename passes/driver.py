@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from mewe import executors
-from mewe.errors import MeweError
+from mewe.errors import MeweError, raise_if_interrupted
 from mewe.llvmir import instruction_count, parse_module
 from mewe.types import IRModule, Variant
 
@@ -125,6 +125,7 @@ def _diversify_batch(settings: _Settings, functions: list[tuple[str, str]]) -> l
         instances = {n: registry[n]() for n in settings.passes}
         out = []
         for name, body in functions:
+            raise_if_interrupted()
             try:
                 fn = Function.parse(body)
             except ValueError:
