@@ -68,6 +68,9 @@ def _returns_twice(mt: ModuleText) -> set[str]:
     return names
 
 
+_EH_RE = re.compile(r"^\s*(?:%[-\w$.\"]+ = )?(?:invoke|landingpad|catchswitch|catchpad|cleanuppad|resume)\b", re.M)
+
+
 def _skip_reason(name: str, mt: ModuleText, twice: set[str]) -> str:
     if name in mt.header_errors:
         return mt.header_errors[name]
@@ -87,6 +90,10 @@ def _skip_reason(name: str, mt: ModuleText, twice: set[str]) -> str:
         return "prefix or prologue data"
     if "musttail call" in body:
         return "contains a musttail call"
+    if "personality" in h.suffix or _EH_RE.search(body):
+        # Unwinding needs an EH runtime that wasi-libc lacks, so no variant of this could be run
+        # against its original here: keep the one body rather than dispatch untested code.
+        return "uses exception handling (invoke or EH pads)"
     if any(f"{callee}(" in body for callee in twice):
         return "calls a returns_twice function (setjmp)"
     if f"blockaddress({quote_name(name)}," in "\n".join(mt.lines):

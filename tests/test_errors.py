@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
@@ -131,6 +132,73 @@ def test_unsupported_constructs(tmp_path):
     res = mewe("build", "sj.c", "-o", "sj.wasm", cwd=tmp_path)
     assert res.returncode == 1 and "Exception handling" in res.stderr
     assert res.stderr.rstrip().splitlines()[-1] == "mewe: error: sj.c: compilation failed"
+
+
+WASM32_IR = ('target datalayout = "e-m:e-p:32:32-p10:8:8-p20:8:8-i64:64-i128:128-n32:64-S128-ni:1:10:20"\n'
+             'target triple = "wasm32-unknown-wasi"\n')
+
+
+def test_functions_that_cannot_be_dispatched_keep_one_body_with_the_reason(tmp_path):
+    # A dispatcher cannot forward C varargs, must keep a musttail call in tail position, and
+    # exception handling has no unwinder in wasi-libc to test variants with: each such function
+    # is a recorded skip, and the program around it is still diversified and still right.
+    (tmp_path / "va.c").write_text(
+        "#include <stdarg.h>\n#include <stdio.h>\n"
+        "int sum(int n, ...) { va_list ap; va_start(ap, n); int s = 0;\n"
+        "  for (int i = 0; i < n; i++) s += va_arg(ap, int); va_end(ap); return s; }\n"
+        "int main(int argc, char **argv) { printf(\"%d\\n\", sum(3, argc, 2 * argc, 40)); return 0; }\n")
+    (tmp_path / "mt.ll").write_text(WASM32_IR + """
+define i32 @g(i32 %x) {
+  %a = mul i32 %x, 3
+  %b = add i32 %a, 1
+  ret i32 %b
+}
+define i32 @f(i32 %x) {
+  %y = add i32 %x, 1
+  %r = musttail call i32 @g(i32 %y)
+  ret i32 %r
+}
+define i32 @__main_argc_argv(i32 %argc, ptr %argv) {
+  %r = call i32 @f(i32 %argc)
+  ret i32 %r
+}
+""")
+    (tmp_path / "eh.ll").write_text(WASM32_IR + """
+declare i32 @__gxx_wasm_personality_v0(...)
+define i32 @f(i32 %x) personality ptr @__gxx_wasm_personality_v0 {
+entry:
+  invoke void @may_throw(i32 %x) to label %ok unwind label %lp
+ok:
+  %r = add i32 %x, 4
+  ret i32 %r
+lp:
+  %cs = catchswitch within none [label %catch] unwind to caller
+catch:
+  %c = catchpad within %cs [ptr null]
+  catchret from %c to label %done
+done:
+  ret i32 0
+}
+define void @may_throw(i32 %x) {
+  ret void
+}
+define i32 @__main_argc_argv(i32 %argc, ptr %argv) {
+  %r = call i32 @f(i32 %argc)
+  ret i32 %r
+}
+""")
+    cases = {"va.c": ("sum", "varargs", 0, b"43\n"), "mt.ll": ("f", "contains a musttail call", 7, b""),
+             "eh.ll": ("f", "uses exception handling (invoke or EH pads)", 5, b"")}
+    for source, (skipped, reason, code, stdout) in cases.items():
+        stem = Path(source).stem
+        res = mewe("build", source, "--variants", "3", "-o", f"{stem}.wasm", cwd=tmp_path)
+        assert res.returncode == 0, res.stderr
+        functions = {f["name"]: f for f in json.loads((tmp_path / f"{stem}.manifest.json").read_text())["functions"]}
+        assert (functions[skipped]["status"], functions[skipped]["reason"]) == ("skipped", reason)
+        assert all(f["status"] == "dispatched" for name, f in functions.items() if name != skipped), functions
+        for policy in ("random", "pinned:1", "pinned:2"):
+            run = mewe("run", "--policy", policy, tmp_path / f"{stem}.wasm")
+            assert (run.returncode, run.stdout) == (code, stdout), (source, policy)
 
 
 def test_ctrl_c_mid_build_leaves_nothing_and_a_consistent_cache(tmp_path):
