@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -107,7 +108,6 @@ def test_traps_limits_and_bad_requests_are_clear_errors(server):
 
 def _raw(port: int, data: bytes) -> bytes:
     """Send raw bytes (not necessarily HTTP) and return what comes back before the server closes."""
-    import socket
 
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         sock.sendall(data)
@@ -144,6 +144,18 @@ def test_mixed_load_every_request_gets_its_own_clear_answer(server):
     wrong = [(kind, detail) for kind, ok, detail in results if not ok]
     assert not wrong, wrong
     assert request(server, "/echo", b"after the storm")[:2] == (200, b"mrots eht retfa")
+
+
+def test_by_default_only_loopback_is_served(server):
+    # The fixture gave no --host. A non-loopback address of this machine must refuse.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("192.0.2.1", 9))  # UDP connect sends nothing: it only picks the outward address
+        outward = probe.getsockname()[0]
+    if outward.startswith("127."):
+        pytest.skip("this machine has no non-loopback IPv4 address")
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((outward, server), timeout=10).close()
+    assert request(server, "/echo", b"ok")[0] == 200
 
 
 def test_serve_refuses_bad_modules(tmp_path):
