@@ -16,11 +16,11 @@ __version__ = "0.1.0"
 
 from mewe.errors import MeweError  # noqa: E402
 from mewe.pipeline import build, cargo_build  # noqa: E402
-from mewe.runtime import run  # noqa: E402
+from mewe.runtime import TraceDigest, run  # noqa: E402
 from mewe.inspect import preservation  # noqa: E402
 from mewe.types import (  # noqa: E402
     BuildResult, CompileOptions, IRModule, Manifest, MultivariantOptions, Policy, Variant,
 )
 
-__all__ = ["build", "cargo_build", "run", "preservation", "MeweError", "BuildResult", "CompileOptions", "IRModule",
+__all__ = ["build", "cargo_build", "run", "TraceDigest", "preservation", "MeweError", "BuildResult", "CompileOptions", "IRModule",
            "Manifest", "MultivariantOptions", "Policy", "Variant", "__version__"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from mewe.types import MultivariantOptions
 
-from .host import TRAP_EXIT_CODE, run
+from .host import TRAP_EXIT_CODE, TraceDigest, run
 
 DISCRIMINATOR = Path(__file__).with_name("discriminator.c")
 
@@ -24,4 +24,4 @@ def discriminator_defines(options: MultivariantOptions) -> tuple[str, ...]:
     return tuple(defines)
 
 
-__all__ = ["run", "TRAP_EXIT_CODE", "DISCRIMINATOR", "discriminator_defines"]
+__all__ = ["run", "TraceDigest", "TRAP_EXIT_CODE", "DISCRIMINATOR", "discriminator_defines"]

@@ -9,6 +9,7 @@ to modules built with the host policy, and collects the dispatch trace of traced
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import secrets
@@ -52,6 +53,23 @@ def load_module(engine: wasmtime.Engine, path: Path) -> tuple[wasmtime.Module, d
     return _compile(engine, str(path), st.st_mtime_ns, st.st_size)
 
 
+class TraceDigest:
+    """A dispatch trace kept only as its SHA-256 and length, for hosts that compare paths
+    (`mewe serve`): the module's batches are hashed as they arrive, no Python work per
+    dispatch. The hash is over the (dispatcher id, variant) pairs as little-endian u32s."""
+
+    def __init__(self) -> None:
+        self._sha = hashlib.sha256()
+        self.length = 0
+
+    def update(self, pairs: bytes) -> None:
+        self._sha.update(pairs)
+        self.length += len(pairs) // 8
+
+    def hexdigest(self) -> str:
+        return self._sha.hexdigest()
+
+
 def _parse_dir(spec: str) -> tuple[str, str]:
     host, sep, guest = spec.partition("::")
     if not os.path.isdir(host):
@@ -79,14 +97,15 @@ def run(
     stdout: str | os.PathLike | None = None,
     stderr: str | os.PathLike | None = None,
     policy: Policy | str | None = None,
-    trace: list[tuple[str, int]] | None = None,
+    trace: list[tuple[str, int]] | TraceDigest | None = None,
 ) -> int:
     """Run the WASI command `module` with `args`; return its exit status.
 
     `dirs` are preopens, `HOST` or `HOST::GUEST`. `stdin`/`stdout`/`stderr` name files to use
     instead of the caller's streams. A trap raises MeweError (exit code TRAP_EXIT_CODE).
     `policy` overrides the discriminator's build-time policy (multivariant modules only).
-    `trace`, for modules built with tracing, receives one (function, variant) per dispatch.
+    `trace`, for modules built with tracing, receives one (function, variant) per dispatch
+    (or, a TraceDigest, only their hash and count).
     """
     path = Path(module)
     engine = _engine()
@@ -122,9 +141,10 @@ class Trapped(MeweError):
 
 def execute(engine: wasmtime.Engine, wasm: wasmtime.Module, dispatchers: dict[int, tuple[str, int]],
             config: wasmtime.WasiConfig, path: Path, *, policy: Policy | str | None = None,
-            trace: list[tuple[str, int]] | None = None, store: wasmtime.Store | None = None) -> int:
+            trace: list[tuple[str, int]] | TraceDigest | None = None, store: wasmtime.Store | None = None) -> int:
     """Instantiate a compiled WASI command in a fresh store (or `store`, prepared with limits)
-    and run it; returns its exit status, raises Trapped for a trap."""
+    and run it; returns its exit status, raises Trapped for a trap. `trace` receives the
+    dispatches of a traced build: (function, variant) pairs in a list, or a TraceDigest."""
     store = store or wasmtime.Store(engine)
     store.set_wasi(config)
     linker = wasmtime.Linker(engine)
@@ -159,7 +179,7 @@ def execute(engine: wasmtime.Engine, wasm: wasmtime.Module, dispatchers: dict[in
 
 
 def _define_mewe_imports(linker: wasmtime.Linker, wasm: wasmtime.Module, dispatchers: dict[int, tuple[str, int]],
-                         trace: list[tuple[str, int]] | None, path: Path) -> None:
+                         trace: list[tuple[str, int]] | TraceDigest | None, path: Path) -> None:
     wanted = {(imp.module, imp.name) for imp in wasm.imports}
     i32 = wasmtime.ValType.i32()
     if ("mewe", "rand") in wanted:
@@ -169,8 +189,11 @@ def _define_mewe_imports(linker: wasmtime.Linker, wasm: wasmtime.Module, dispatc
             if trace is None:
                 return
             memory = caller.get("memory")
-            raw = memory.read(caller, ptr & 0xFFFFFFFF, (ptr & 0xFFFFFFFF) + 8 * count)
-            for fid, k in struct.iter_unpack("<II", bytes(raw)):
+            raw = bytes(memory.read(caller, ptr & 0xFFFFFFFF, (ptr & 0xFFFFFFFF) + 8 * count))
+            if isinstance(trace, TraceDigest):
+                trace.update(raw)
+                return
+            for fid, k in struct.iter_unpack("<II", raw):
                 trace.append((dispatchers[fid][0] if fid in dispatchers else f"#{fid}", k))
 
         linker.define_func("mewe", "trace", wasmtime.FuncType([i32, i32], []), record, access_caller=True)

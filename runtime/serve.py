@@ -17,13 +17,12 @@ interruption), linear memory, body size. Answers:
     504  the wall-time limit hit
     413  body too large;  404  no such service;  405  not GET/POST
 
-For modules built with tracing, `X-Mewe-Trace` is the SHA-256 of the dispatch sequence and
-`X-Mewe-Trace-Length` its length.
+For modules built with tracing, `X-Mewe-Trace` is the SHA-256 of the dispatch sequence (its
+(dispatcher id, variant) pairs as little-endian u32s) and `X-Mewe-Trace-Length` its length.
 """
 
 from __future__ import annotations
 
-import hashlib
 import http.server
 import multiprocessing
 import multiprocessing.synchronize
@@ -99,7 +98,7 @@ class _Node:
     def handle(self, name: str, args: list[str], body: bytes) -> tuple[int, bytes, dict[str, str]]:
         import wasmtime
 
-        from .host import Trapped, execute
+        from .host import TraceDigest, Trapped, execute
 
         wasm, dispatchers = self.services[name]
         headers = {"X-Mewe-Node": str(self.node_id)}
@@ -112,7 +111,7 @@ class _Node:
             store = wasmtime.Store(self.engine)
             store.set_limits(memory_size=self.limits.memory_mb << 20)
             store.set_epoch_deadline(max(1, round(self.limits.wall_ms / 1000 / EPOCH_TICK_S)))
-            trace: list[tuple[str, int]] | None = [] if name in self.traced else None
+            trace = TraceDigest() if name in self.traced else None
             try:
                 status = execute(self.engine, wasm, dispatchers, config, self.paths[name], trace=trace, store=store)
             except Trapped as trap:
@@ -124,8 +123,7 @@ class _Node:
             except Exception as exc:  # noqa: BLE001 -- a request must get an answer, whatever failed
                 return 500, f"internal error: {type(exc).__name__}: {exc}\n".encode(), headers
             if trace is not None:
-                digest = hashlib.sha256("\n".join(f"{f} {k}" for f, k in trace).encode()).hexdigest()
-                headers.update({"X-Mewe-Trace": digest, "X-Mewe-Trace-Length": str(len(trace))})
+                headers.update({"X-Mewe-Trace": trace.hexdigest(), "X-Mewe-Trace-Length": str(trace.length)})
             headers["X-Mewe-Exit"] = str(status)
             if status != 0:
                 detail = stderr.read_bytes()[-4096:] or f"exit status {status}\n".encode()

@@ -56,6 +56,24 @@ def test_seeded_policy_repeats_its_trace(interp_traced, tmp_path):
     assert first != trace_of("seeded:8")
 
 
+def test_trace_digest_hashes_the_same_dispatches(interp_traced, tmp_path):
+    """`mewe serve`'s TraceDigest: the SHA-256 of the (dispatcher id, variant) pairs the list
+    trace decodes, and their number."""
+    import hashlib
+    import struct
+
+    from mewe.runtime.host import TraceDigest
+
+    pairs: list = []
+    digest = TraceDigest()
+    for trace in (pairs, digest):
+        assert run(interp_traced, tmp_path, INTERP_INPUT, policy="seeded:7", trace=trace) == (0, INTERP_OUTPUT)
+    ids = {name: fid for name, _, fid in json.loads(custom_section(interp_traced.read_bytes(), DISPATCH_SECTION))}
+    raw = b"".join(struct.pack("<II", ids[fn], k) for fn, k in pairs)
+    assert digest.length == len(pairs) > 50
+    assert digest.hexdigest() == hashlib.sha256(raw).hexdigest()
+
+
 def test_pinned_runs_every_variant_of_every_function(interp_traced, tmp_path):
     manifest = json.loads((interp_traced.with_name("interp.manifest.json")).read_text())
     dispatched = {f["name"]: f["variants"] for f in manifest["functions"] if f["status"] == "dispatched"}
