@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -186,17 +187,40 @@ def campaign(first: int, count: int, out: Path, jobs: int, variants: int, reduce
             log.flush()
             if outcome.status != "match":
                 print(f"program {outcome.program}: {outcome.status}: {outcome.detail}", flush=True)
-    summary = {
-        "programs": len(outcomes),
-        "compared": sum(o.status != "skipped" for o in outcomes),
-        "mismatches": sum(o.status == "mismatch" for o in outcomes),
-        "skipped": sum(o.status == "skipped" for o in outcomes),
-        "functions": sum(o.functions for o in outcomes),
-        "dispatched": sum(o.dispatched for o in outcomes),
-        "seconds": round(time.perf_counter() - started, 1),
-    }
+    summary = tally(outcomes, variants)
+    summary["seconds"] = round(time.perf_counter() - started, 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
+
+
+def tally(outcomes: list[Outcome], variants: int = 2) -> dict:
+    """Totals over `outcomes`: programs, compared, mismatches, skipped and why, per -O level."""
+    compared = [o for o in outcomes if o.status != "skipped"]
+    skipped = [o for o in outcomes if o.status == "skipped"]
+    return {
+        "programs": len(outcomes),
+        "first": min((o.program for o in outcomes), default=0),
+        "last": max((o.program for o in outcomes), default=0),
+        "compared": len(compared),
+        "mismatches": sum(o.status == "mismatch" for o in outcomes),
+        "multivariant_runs": sum(len(policies(variants)) for o in compared if o.status == "match"),
+        "compared_by_opt": dict(sorted(Counter(f"-O{o.opt}" for o in compared).items())),
+        "skipped": len(skipped),
+        "skipped_by_reason": dict(Counter("plain run timed out" if o.detail == "plain run: timeout"
+                                          else "plain run failed" if o.detail.startswith("plain run")
+                                          else "plain build failed" for o in skipped)),
+        "functions": sum(o.functions for o in outcomes),
+        "dispatched": sum(o.dispatched for o in outcomes),
+    }
+
+
+def load_outcomes(out: Path) -> list[Outcome]:
+    """Every outcome logged in `out`, the last one per program (a rerun replaces a program's)."""
+    by_program: dict[int, Outcome] = {}
+    for line in (out / "outcomes.jsonl").read_text().splitlines():
+        outcome = Outcome(**json.loads(line))
+        by_program[outcome.program] = outcome
+    return [by_program[p] for p in sorted(by_program)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -207,12 +231,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", type=int, default=2, help="variants per function (default 2)")
     parser.add_argument("--out", type=Path, default=Path("csmith-results"), help="results and kept mismatches")
     parser.add_argument("--reduce", action="store_true", help="creduce each mismatch (slow)")
+    parser.add_argument("--summary", action="store_true",
+                        help="print the totals over every program logged in --out, and run nothing")
     parser.add_argument("--interesting", type=Path, help=argparse.SUPPRESS)  # creduce's predicate
     parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--opt", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.interesting:
         return 0 if interesting(args.interesting, args.seed, args.opt, args.variants) else 1
+    if args.summary:
+        if not (args.out / "outcomes.jsonl").is_file():
+            parser.error(f"no campaign logged in {args.out}")
+        print(json.dumps(tally(load_outcomes(args.out), args.variants), indent=1))
+        return 0
     for tool in ("csmith",) + (("creduce",) if args.reduce else ()):
         if shutil.which(tool) is None:
             parser.error(f"{tool} is not installed (Debian: apt-get install csmith libcsmith-dev creduce)")

@@ -41,3 +41,6 @@ def test_a_mismatch_is_kept_with_its_seed(csmith, tmp_path, monkeypatch):
     assert (kept / "p3.c").read_text().startswith("/*") and "pinned:1 gave DEADBEEF" in record["detail"]
     again = csmith.check(3, tmp_path / "again", variants=2, seed=record["seed"], opt=record["opt"])
     assert again.status == "mismatch" and again.detail == record["detail"]  # program + seed reproduce it
+    # the logged outcomes tally the same way as the campaign's own summary
+    logged = csmith.tally(csmith.load_outcomes(tmp_path / "out"))
+    assert (logged["programs"], logged["mismatches"], logged["compared"]) == (1, 1, 1)
