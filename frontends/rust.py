@@ -291,6 +291,10 @@ def cargo_bitcode(args: list[str], *, opt_level: str = "2", single: bool = False
         argv = [toolchain.cargo, "rustc", *cargo_config(toolchain), *build_std, "--release", "--target",
                 toolchain.target, "--manifest-path", package["manifest_path"], "-p", package["name"], "--bin", name, *rest, "--", "--emit", f"llvm-bc={bitcode},link"]
         _checked(argv, f"cargo build of {name}", env, verbose)
+        if not bitcode.exists():
+            # Fresh to cargo, but the bitcode was deleted since: a changed rustc argument is the
+            # one way to make cargo rebuild this crate alone (the next plain run rebuilds it again).
+            _checked([*argv, "--cfg", "mewe_rebuild"], f"cargo build of {name}", env, verbose)
         plain = target_dir / toolchain.target / "release" / f"{name}.wasm"
         if not bitcode.exists():
             raise MeweError(f"cargo build of {name} wrote no bitcode at {bitcode}")

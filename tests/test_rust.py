@@ -197,6 +197,13 @@ def test_cargo_workspace_builds_and_runs(workspace, toolchain, tmp_path):
         assert expected[0] == 0 and b"many be" in expected[1]
         for seed in (1, 2):
             assert run(module, args, text, tmp_path, policy=f"seeded:{seed}") == expected
+    # the bitcode deleted while cargo thinks the crate fresh: mewe has cargo make it again
+    bitcode = module.with_name("wordfreq.bc")
+    bitcode.unlink()
+    res = mewe_cli("cargo", "--variants", "2", "--seed", "4", "-o", tmp_path / "again.wasm", "build", "--manifest-path",
+                   workspace / "Cargo.toml", "-p", "app", "--bin", "wordfreq", cwd=tmp_path)
+    assert res.returncode == 0 and bitcode.exists(), res.stderr
+    assert run(tmp_path / "again.wasm", [], text, tmp_path, policy="seeded:1") == run(plain, [], text, tmp_path)
 
 
 def test_cargo_errors_are_one_line(workspace, tmp_path):
