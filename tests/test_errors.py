@@ -217,8 +217,8 @@ def test_ctrl_c_mid_build_leaves_nothing_and_a_consistent_cache(tmp_path):
     out.mkdir()
     argv = [sys.executable, "-m", "mewe", "build", str(EXAMPLES / "interp.c"), "--variants", "16", "--seed", "3",
             "-o", str(out / "interp.wasm")]
-    # SIGINT back to its default in the child, as in a terminal: something earlier in the suite
-    # leaves it ignored in this process, and an ignored SIGINT is inherited across exec.
+    # SIGINT back to its default in the child, as in a terminal: a shell starts background jobs
+    # (`cmd &`, as CI scripts do) with SIGINT ignored, and that is inherited across exec.
     proc = subprocess.Popen(argv, env=env, cwd=tmp_path, stderr=subprocess.PIPE, start_new_session=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(2.5)  # into the passes: the whole build takes about 10 s on 2 cores
