@@ -90,8 +90,9 @@ def policies(variants: int) -> list[str]:
 
 
 def check(program: int, work: Path, *, variants: int = 2, opt: str | None = None, seed: int | None = None,
-          run_timeout: float = 10.0, build_timeout: float = 600.0) -> Outcome:
-    """Generate program `program`, build it plain and multivariant, and compare their checksums."""
+          passes: str = ALL_PASSES, run_timeout: float = 10.0, build_timeout: float = 600.0) -> Outcome:
+    """Generate program `program`, build it plain and multivariant (every variant made by
+    stacking all of `passes`), and compare their checksums."""
     rng = random.Random(program)
     opt = opt or rng.choice(["0", "1", "2", "s"])
     seed = rng.randrange(1 << 30) if seed is None else seed
@@ -108,7 +109,7 @@ def check(program: int, work: Path, *, variants: int = 2, opt: str | None = None
         outcome.detail = f"plain run: {expected}"
         return outcome
     mv = work / f"p{program}.mv.wasm"
-    code, err = _build(source, mv, opt, ["--variants", str(variants), "--seed", str(seed), "--passes", ALL_PASSES,
+    code, err = _build(source, mv, opt, ["--variants", str(variants), "--seed", str(seed), "--passes", passes,
                                          "--no-cache"], build_timeout)
     if code != 0:
         outcome.status, outcome.detail = "mismatch", f"multivariant build failed ({code}): {err}"
@@ -126,17 +127,17 @@ def check(program: int, work: Path, *, variants: int = 2, opt: str | None = None
 
 INTERESTING = """#!/bin/sh
 # creduce's test: the program still builds and runs plain, and the multivariant build differs.
-{python} {script} --interesting p.c --seed {seed} --opt {opt} --variants {variants}
+{python} {script} --interesting p.c --seed {seed} --opt {opt} --variants {variants} --passes {passes}
 """
 
 
-def reduce(source: Path, outcome: Outcome, variants: int, dest: Path) -> Path:
+def reduce(source: Path, outcome: Outcome, variants: int, dest: Path, passes: str = ALL_PASSES) -> Path:
     """creduce `source` to a smaller program that still shows the mismatch; returns its path."""
     with tempfile.TemporaryDirectory(prefix="mewe-creduce-") as tmp:
         shutil.copy(source, Path(tmp) / "p.c")
         test = Path(tmp) / "interesting.sh"
         test.write_text(INTERESTING.format(python=sys.executable, script=Path(__file__).resolve(), seed=outcome.seed,
-                                           opt=outcome.opt, variants=variants))
+                                           opt=outcome.opt, variants=variants, passes=passes))
         test.chmod(0o755)
         subprocess.run(["creduce", "--n", "2", str(test), "p.c"], cwd=tmp, capture_output=True, check=True)
         reduced = dest / f"p{outcome.program}.reduced.c"
@@ -144,7 +145,7 @@ def reduce(source: Path, outcome: Outcome, variants: int, dest: Path) -> Path:
     return reduced
 
 
-def interesting(source: Path, seed: int, opt: str, variants: int) -> bool:
+def interesting(source: Path, seed: int, opt: str, variants: int, passes: str = ALL_PASSES) -> bool:
     """creduce's predicate, in the current directory: plain builds and runs, multivariant differs."""
     work = Path(tempfile.mkdtemp(prefix="mewe-interesting-"))
     try:
@@ -154,7 +155,7 @@ def interesting(source: Path, seed: int, opt: str, variants: int) -> bool:
         if not re.fullmatch(r"[0-9A-F]+", expected):
             return False
         code, _ = _build(source, work / "mv.wasm", opt, ["--variants", str(variants), "--seed", str(seed),
-                                                          "--passes", ALL_PASSES, "--no-cache"], 300)
+                                                          "--passes", passes, "--no-cache"], 300)
         if code != 0:
             return True  # a build that fails where the plain one did not is the mismatch
         return any(_run(work / "mv.wasm", p, 20) != expected for p in policies(variants))
@@ -162,20 +163,22 @@ def interesting(source: Path, seed: int, opt: str, variants: int) -> bool:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def campaign(first: int, count: int, out: Path, jobs: int, variants: int, reduce_mismatches: bool) -> dict:
+def campaign(first: int, count: int, out: Path, jobs: int, variants: int, reduce_mismatches: bool,
+             passes: str = ALL_PASSES) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
 
     def one(program: int) -> Outcome:
         work = out / "work" / f"p{program}"
-        outcome = check(program, work, variants=variants)
+        outcome = check(program, work, variants=variants, passes=passes)
         if outcome.status == "mismatch":
             kept = out / "mismatches"
             kept.mkdir(exist_ok=True)
             shutil.copy(work / f"p{program}.c", kept / f"p{program}.c")
-            (kept / f"p{program}.json").write_text(json.dumps(asdict(outcome), indent=1) + "\n")
+            record = {**asdict(outcome), "variants": variants, "passes": passes}  # all it takes to reproduce
+            (kept / f"p{program}.json").write_text(json.dumps(record, indent=1) + "\n")
             if reduce_mismatches:
-                reduce(work / f"p{program}.c", outcome, variants, kept)
+                reduce(work / f"p{program}.c", outcome, variants, kept, passes)
         shutil.rmtree(work, ignore_errors=True)
         return outcome
 
@@ -230,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="programs checked at once")
     parser.add_argument("--variants", type=int, default=2, help="variants per function (default 2)")
     parser.add_argument("--out", type=Path, default=Path("csmith-results"), help="results and kept mismatches")
+    parser.add_argument("--passes", default=ALL_PASSES,
+                        help="the passes stacked on every variant (default: all twelve built-in ones); "
+                             "a pass of your own, from an installed plugin, is tested the same way")
     parser.add_argument("--reduce", action="store_true", help="creduce each mismatch (slow)")
     parser.add_argument("--summary", action="store_true",
                         help="print the totals over every program logged in --out, and run nothing")
@@ -238,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--opt", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.interesting:
-        return 0 if interesting(args.interesting, args.seed, args.opt, args.variants) else 1
+        return 0 if interesting(args.interesting, args.seed, args.opt, args.variants, args.passes) else 1
     if args.summary:
         if not (args.out / "outcomes.jsonl").is_file():
             parser.error(f"no campaign logged in {args.out}")
@@ -247,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     for tool in ("csmith",) + (("creduce",) if args.reduce else ()):
         if shutil.which(tool) is None:
             parser.error(f"{tool} is not installed (Debian: apt-get install csmith libcsmith-dev creduce)")
-    summary = campaign(args.first, args.programs, args.out, args.jobs, args.variants, args.reduce)
+    summary = campaign(args.first, args.programs, args.out, args.jobs, args.variants, args.reduce, args.passes)
     print(json.dumps(summary))
     return 1 if summary["mismatches"] else 0
 

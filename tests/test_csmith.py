@@ -44,3 +44,45 @@ def test_a_mismatch_is_kept_with_its_seed(csmith, tmp_path, monkeypatch):
     # the logged outcomes tally the same way as the campaign's own summary
     logged = csmith.tally(csmith.load_outcomes(tmp_path / "out"))
     assert (logged["programs"], logged["mismatches"], logged["compared"]) == (1, 1, 1)
+
+
+WRONG_XOR = '''
+import random
+from mewe.passes import Pass
+
+
+class WrongXor(Pass):
+    name = "wrong-xor"
+    description = "a miscompile on purpose: a function's first xor becomes an or"
+
+    def apply(self, fn, rng: random.Random) -> bool:
+        for block in fn.blocks:
+            for ins in block.instrs:
+                if ins.text is None and ins.op == "xor":
+                    ins.op = "or"
+                    return True
+        return False
+'''
+
+
+@pytest.fixture
+def wrong_xor(tmp_path, monkeypatch):
+    """A pass plugin that miscompiles, installed for the mewe processes the harness starts."""
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "mewe_wrong_xor.py").write_text(WRONG_XOR)
+    dist = plugins / "mewe_wrong_xor-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: mewe-wrong-xor\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[mewe.passes]\nwrong-xor = mewe_wrong_xor:WrongXor\n")
+    monkeypatch.setenv("PYTHONPATH", str(plugins))
+    return "wrong-xor"
+
+
+def test_a_miscompiling_pass_is_caught(csmith, wrong_xor, tmp_path):
+    # The harness end to end against a real miscompile, not a stand-in: Csmith's checksum code
+    # is all xors, so the plugin's variants print another checksum, and the original does not.
+    outcome = csmith.check(3, tmp_path, variants=1, opt="1", passes=wrong_xor)
+    assert outcome.status == "mismatch", outcome
+    runs = dict(r.split("=", 1) for r in outcome.runs)
+    assert runs["pinned:1"] != runs["pinned:0"] and "pinned:0" not in outcome.detail
