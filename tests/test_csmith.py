@@ -86,3 +86,24 @@ def test_a_miscompiling_pass_is_caught(csmith, wrong_xor, tmp_path):
     assert outcome.status == "mismatch", outcome
     runs = dict(r.split("=", 1) for r in outcome.runs)
     assert runs["pinned:1"] != runs["pinned:0"] and "pinned:0" not in outcome.detail
+
+
+MIX = """#include <stdio.h>
+#include <stdint.h>
+__attribute__((noinline)) static uint32_t mix(uint32_t a, uint32_t b) { return (a ^ b) * 2654435761u; }
+int main(void) {
+    uint32_t h = 1, values[4] = {3, 1, 4, 1};
+    for (int i = 0; i < 4; i++) h = mix(h, values[i]);
+    printf("checksum = %X\\n", h);
+    return 0;
+}
+"""
+
+
+def test_creduce_predicate_wants_the_miscompile_and_no_undefined_behaviour(csmith, wrong_xor, tmp_path):
+    (tmp_path / "mix.c").write_text(MIX)
+    assert csmith.interesting(tmp_path / "mix.c", 5, "2", 1, wrong_xor)
+    assert not csmith.interesting(tmp_path / "mix.c", 5, "2", 1, "junk-code")  # a correct pass
+    # What creduce may turn it into: `values` uninitialized, a checksum that -O2 changes
+    (tmp_path / "ub.c").write_text(MIX.replace(" = {3, 1, 4, 1}", ""))
+    assert not csmith.interesting(tmp_path / "ub.c", 5, "2", 1, wrong_xor)
