@@ -84,6 +84,11 @@ def _run(module: Path, policy: str | None, timeout: float) -> str:
     return found.group(1).decode()
 
 
+def _multivariant(variants: int, seed: int, passes: str) -> list[str]:
+    """The multivariant build's flags: every variant made by stacking all of `passes`, afresh."""
+    return ["--variants", str(variants), "--seed", str(seed), "--passes", passes, "--no-cache"]
+
+
 def policies(variants: int) -> list[str]:
     """Random dispatch, then every variant alone."""
     return ["random", *(f"pinned:{k}" for k in range(variants + 1))]
@@ -109,8 +114,7 @@ def check(program: int, work: Path, *, variants: int = 2, opt: str | None = None
         outcome.detail = f"plain run: {expected}"
         return outcome
     mv = work / f"p{program}.mv.wasm"
-    code, err = _build(source, mv, opt, ["--variants", str(variants), "--seed", str(seed), "--passes", passes,
-                                         "--no-cache"], build_timeout)
+    code, err = _build(source, mv, opt, _multivariant(variants, seed, passes), build_timeout)
     if code != 0:
         outcome.status, outcome.detail = "mismatch", f"multivariant build failed ({code}): {err}"
         return outcome
@@ -161,8 +165,7 @@ def interesting(source: Path, seed: int, opt: str, variants: int, passes: str = 
         expected = checksums.pop()
         if checksums or not re.fullmatch(r"[0-9A-F]+", expected):
             return False
-        code, _ = _build(source, work / "mv.wasm", opt, ["--variants", str(variants), "--seed", str(seed),
-                                                          "--passes", passes, "--no-cache"], 300)
+        code, _ = _build(source, work / "mv.wasm", opt, _multivariant(variants, seed, passes), 300)
         if code != 0:
             return True  # a build that fails where the plain one did not is the mismatch
         return any(_run(work / "mv.wasm", p, 20) != expected for p in policies(variants))

@@ -44,6 +44,17 @@ def example_wasm(tmp_path_factory):
     return get
 
 
+def write_pass_plugin(directory: Path, module: str, source: str, name: str, cls: str) -> Path:
+    """An installed-looking pass plugin in `directory`: `module`.py and a dist-info whose
+    `mewe.passes` entry point registers `cls` as pass `name`. Put `directory` on the path."""
+    (directory / f"{module}.py").write_text(source)
+    dist = directory / f"{module}-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module.replace('_', '-')}\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(f"[mewe.passes]\n{name} = {module}:{cls}\n")
+    return directory
+
+
 def sink_variants(sources: list[Path], count: int, only: set[str] | None = None) -> dict:
     """Variants for tests: exact clones of each function whose entry block also makes a
     volatile store of its variant number to a stack slot -- the same results, different code."""

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from conftest import load_benchmark
+from conftest import load_benchmark, write_pass_plugin
 
 # (Csmith seed, optimization level): -O0 keeps every function (csmith's safe-math helpers too)
 PROGRAMS = [(2, "0"), (5, "0"), (3, "1"), (1, "2")]
@@ -70,12 +70,7 @@ def wrong_xor(tmp_path, monkeypatch):
     """A pass plugin that miscompiles, installed for the mewe processes the harness starts."""
     plugins = tmp_path / "plugins"
     plugins.mkdir()
-    (plugins / "mewe_wrong_xor.py").write_text(WRONG_XOR)
-    dist = plugins / "mewe_wrong_xor-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: mewe-wrong-xor\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[mewe.passes]\nwrong-xor = mewe_wrong_xor:WrongXor\n")
-    monkeypatch.setenv("PYTHONPATH", str(plugins))
+    monkeypatch.setenv("PYTHONPATH", str(write_pass_plugin(plugins, "mewe_wrong_xor", WRONG_XOR, "wrong-xor", "WrongXor")))
     return "wrong-xor"
 
 

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import mewe
+from conftest import write_pass_plugin
 from mewe.errors import MeweError
 from mewe.frontends import compile_c
 from mewe.llvmir import parse_module
@@ -337,12 +338,7 @@ class NopPad(Pass):
 
 
 def test_plugin_pass_from_an_entry_point(program, tmp_path, monkeypatch):
-    (tmp_path / "mewe_nop_pad.py").write_text(PLUGIN)
-    dist = tmp_path / "mewe_nop_pad-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: mewe-nop-pad\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[mewe.passes]\nnop-pad = mewe_nop_pad:NopPad\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.syspath_prepend(str(write_pass_plugin(tmp_path, "mewe_nop_pad", PLUGIN, "nop-pad", "NopPad")))
     try:
         variants = diversify(program, variants=2, seed=1, passes=["nop-pad"], include=["mix"])
         assert [v.passes for v in variants["mix"]] == [("nop-pad",), ("nop-pad",)]

@@ -108,7 +108,6 @@ def test_traps_limits_and_bad_requests_are_clear_errors(server):
 
 def _raw(port: int, data: bytes) -> bytes:
     """Send raw bytes (not necessarily HTTP) and return what comes back before the server closes."""
-
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         sock.sendall(data)
         sock.shutdown(socket.SHUT_WR)
