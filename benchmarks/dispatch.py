@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import mewe
-from mewe.types import MultivariantOptions
+from mewe.types import MultivariantOptions, Rerandomize
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -65,7 +65,8 @@ def measure(args: argparse.Namespace) -> dict:
         for label, source, argv, stdin in workloads(tmp):
             plain = mewe.build([source], tmp / f"{source.stem}.wasm").output
             mv_opts = MultivariantOptions(variants=args.variants, seed=args.seed, tail_calls=not args.no_tail_calls,
-                                          dispatch=args.dispatch, hold=args.hold)
+                                          dispatch=args.dispatch, rerandomize=Rerandomize.parse(args.rerandomize),
+                                          max_cost=args.max_cost, inline_dispatch=args.inline_dispatch)
             multi = mewe.build([source], tmp / f"{source.stem}.mv.wasm", multivariant=mv_opts)
             totals = multi.manifest.totals()
             for module in (plain, multi.output):  # warm: compile once, page in
@@ -81,7 +82,8 @@ def measure(args: argparse.Namespace) -> dict:
             print(f"{label:14} plain {p * 1e3:8.1f} ms  multivariant {m * 1e3:8.1f} ms  {m / p:5.2f}x  "
                   f"({totals['dispatched']}/{totals['functions']} functions dispatched)", file=sys.stderr)
     geomean = math.exp(statistics.fmean(math.log(r["ratio"]) for r in results))
-    return {"variants": args.variants, "hold": args.hold, "dispatch": args.dispatch, "tail_calls": not args.no_tail_calls,
+    return {"variants": args.variants, "rerandomize": args.rerandomize, "max_cost": args.max_cost,
+            "inline_dispatch": args.inline_dispatch, "dispatch": args.dispatch, "tail_calls": not args.no_tail_calls,
             "runs": args.runs, "programs": results, "geomean_ratio": geomean}
 
 
@@ -92,7 +94,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--dispatch", choices=("switch", "table"), default="switch")
     parser.add_argument("--no-tail-calls", action="store_true")
-    parser.add_argument("--hold", type=int, default=1, help="sticky dispatch: calls per draw (default 1)")
+    parser.add_argument("--rerandomize", default=str(MultivariantOptions().rerandomize), metavar="MODE")
+    parser.add_argument("--max-cost", type=float, default=MultivariantOptions().max_cost, metavar="RATIO")
+    parser.add_argument("--inline-dispatch", type=int, default=MultivariantOptions().inline_dispatch, metavar="N")
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args()
     report = measure(args)

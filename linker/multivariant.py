@@ -18,13 +18,15 @@ import llvmlite.binding as llvm
 
 from mewe.errors import MeweError
 from mewe.llvmir import instruction_count, llvm_error, new_context, parse_module
-from mewe.types import FunctionReport, IRModule, MultivariantOptions, Variant
+from mewe.types import FunctionReport, IRModule, MultivariantOptions, Rerandomize, Variant
 
 from .irtext import PLACEMENT, Definition, Header, ModuleText, Unsupported, abi_only, parse_header, quote_name, tokens
 
 CHOOSE = "__mewe_choose"
 TRACE = "__mewe_trace"
-HOLD = "__mewe_hold"
+CLOCK = "__mewe_clock"
+REDRAW = "__mewe_redraw"
+MAX_BODIES = 256  # a slot holds the variant in 8 bits
 # Function attributes a dispatcher must not keep: it writes the discriminator's state.
 MEMORY_ATTRS = re.compile(r"^(memory\(.*\)|readnone|readonly|writeonly|argmemonly|inaccessiblememonly|"
                           r"inaccessiblemem_or_argmemonly|speculatable)$")
@@ -55,6 +57,7 @@ class _Plan:
     report: FunctionReport
     variants: list[Variant]  # the distinct variants behind bodies[1:]
     dispatch_id: int = -1
+    inline: bool = False  # the dispatch sequence is inlined into direct callers
 
 
 def _returns_twice(mt: ModuleText) -> set[str]:
@@ -101,6 +104,10 @@ def _skip_reason(name: str, mt: ModuleText, twice: set[str]) -> str:
     return ""
 
 
+def _attributes(header: Header, mt: ModuleText) -> list[str]:
+    return tokens(mt.attribute_groups.get(header.attr_group or "", "")) + header.suffix
+
+
 def _internal(header: Header) -> list[str]:
     return ["internal", *(t for t in header.prefix if t not in PLACEMENT)]
 
@@ -140,24 +147,28 @@ def _forward_call(header: Header, callee: str, tail_calls: bool, result: str) ->
 
 
 def _dispatcher(plan: _Plan, mt: ModuleText, options: MultivariantOptions) -> tuple[list[str], list[str]]:
-    """The dispatcher's lines, and any module-level lines it needs (the table)."""
+    """The dispatcher's lines, and any module-level lines it needs (its slot, the table)."""
     header = plan.definition.header
     n = len(plan.bodies)
-    head = header.render(suffix=_dispatcher_attrs(header, mt, options.tail_calls))
-    draw = f"call i32 @{CHOOSE}(i32 {n})"
+    attrs = _dispatcher_attrs(header, mt, options.tail_calls)
+    if plan.inline:  # callers branch on the variant themselves: no dispatcher frame per call
+        attrs = [a for a in attrs if a != "noinline"] + ["alwaysinline"]
     extra: list[str] = []
-    if options.hold > 1:
-        lines = [head, *_sticky_draw(header.name, draw, options.hold, extra)]
+    lines = [header.render(suffix=attrs), "mewe.dispatch:"]
+    if options.rerandomize.kind == "call":
+        lines.append(f"  %mewe.k = call i32 @{CHOOSE}(i32 {n})")
     else:
-        lines = [head, "mewe.dispatch:", f"  %mewe.k = {draw}"]
+        slot = quote_name(f"{header.name}.mewe.slot")
+        extra.append(f"{slot} = internal global i64 0, align 8")
+        lines += _slot_read(slot, n, options.rerandomize)
     if options.trace:
         lines.append(f"  call void @{TRACE}(i32 {plan.dispatch_id}, i32 %mewe.k)")
     if options.dispatch == "table":
         table = quote_name(f"{header.name}.mewe.table")
         entries = ", ".join(f"ptr {quote_name(body_name(header.name, k))}" for k in range(n))
         extra.append(f"{table} = internal unnamed_addr constant [{n} x ptr] [{entries}]")
-        lines += [f"  %mewe.slot = getelementptr inbounds [{n} x ptr], ptr {table}, i32 0, i32 %mewe.k",
-                  "  %mewe.target = load ptr, ptr %mewe.slot, align 4"]
+        lines += [f"  %mewe.entry = getelementptr inbounds [{n} x ptr], ptr {table}, i32 0, i32 %mewe.k",
+                  "  %mewe.target = load ptr, ptr %mewe.entry, align 4"]
         lines += _forward_call(header, "%mewe.target", options.tail_calls, "%mewe.result")
     else:
         cases = [f"    i32 {k}, label %mewe.v{k}" for k in range(1, n)]
@@ -169,28 +180,25 @@ def _dispatcher(plan: _Plan, mt: ModuleText, options: MultivariantOptions) -> tu
     return lines, extra
 
 
-def _sticky_draw(name: str, draw: str, hold: int, extra: list[str]) -> list[str]:
-    """Keep the last drawn index for a random run of calls: a predictable branch most of the time."""
-    held, left = quote_name(f"{name}.mewe.held"), quote_name(f"{name}.mewe.left")
-    extra += [f"{held} = internal global i32 0, align 4", f"{left} = internal global i32 0, align 4"]
-    return [
-        "mewe.dispatch:",
-        f"  %mewe.left = load i32, ptr {left}, align 4",
-        "  %mewe.again = icmp eq i32 %mewe.left, 0",
-        "  br i1 %mewe.again, label %mewe.draw, label %mewe.keep",
+def _slot_read(slot: str, n: int, mode: Rerandomize) -> list[str]:
+    """The variant held in the function's slot, re-drawn by the runtime when stale (see
+    __mewe_redraw in discriminator.c): between re-draws, a branch the CPU predicts."""
+    period = mode.period if mode.kind == "every" else 0
+    lines = [f"  %mewe.now0 = load i64, ptr @{CLOCK}, align 8"]
+    if period:  # count this dispatch
+        lines += ["  %mewe.now = add i64 %mewe.now0, 256", f"  store i64 %mewe.now, ptr @{CLOCK}, align 8"]
+    now = "%mewe.now" if period else "%mewe.now0"
+    return lines + [
+        f"  %mewe.held = load i64, ptr {slot}, align 8",
+        f"  %mewe.stale = icmp uge i64 {now}, %mewe.held",
+        "  br i1 %mewe.stale, label %mewe.draw, label %mewe.pick",
         "mewe.draw:",
-        f"  %mewe.drawn = {draw}",
-        f"  store i32 %mewe.drawn, ptr {held}, align 4",
-        f"  %mewe.hold = call i32 @{HOLD}(i32 {hold})",
-        f"  store i32 %mewe.hold, ptr {left}, align 4",
-        "  br label %mewe.pick",
-        "mewe.keep:",
-        "  %mewe.fewer = sub i32 %mewe.left, 1",
-        f"  store i32 %mewe.fewer, ptr {left}, align 4",
-        f"  %mewe.kept = load i32, ptr {held}, align 4",
+        f"  %mewe.drawn = call i64 @{REDRAW}(ptr {slot}, i32 {n}, i32 {period})",
         "  br label %mewe.pick",
         "mewe.pick:",
-        "  %mewe.k = phi i32 [ %mewe.drawn, %mewe.draw ], [ %mewe.kept, %mewe.keep ]",
+        "  %mewe.slot = phi i64 [ %mewe.held, %mewe.dispatch ], [ %mewe.drawn, %mewe.draw ]",
+        "  %mewe.k64 = and i64 %mewe.slot, 255",
+        "  %mewe.k = trunc i64 %mewe.k64 to i32",
     ]
 
 
@@ -257,8 +265,8 @@ def _rewrite(mt: ModuleText, plans: list[_Plan], options: MultivariantOptions) -
         out.append(f"declare i32 @{CHOOSE}(i32)")
         if options.trace:
             out.append(f"declare void @{TRACE}(i32, i32)")
-        if options.hold > 1:
-            out.append(f"declare i32 @{HOLD}(i32)")
+        if options.rerandomize.kind != "call":
+            out += [f"@{CLOCK} = external hidden global i64, align 8", f"declare i64 @{REDRAW}(ptr, i32, i32)"]
     return "\n".join(out + extra) + "\n"
 
 
@@ -311,6 +319,7 @@ def link_variants(
         if len(plan.bodies) == 1:
             reports[name] = FunctionReport(name, "skipped", "no distinct variants", variants=1, dropped=plan.report.dropped)
             continue
+        plan.inline = instructions <= options.inline_dispatch and "optnone" not in _attributes(mt.definitions[name].header, mt)
         plans.append(plan)
         reports[name] = plan.report
 

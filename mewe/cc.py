@@ -207,11 +207,11 @@ def _setting_value(key: str, text: str, spelled: str) -> Any:
         if text.lower() in ("0", "false", "no", "off"):
             return False
         raise MeweError(f"{spelled}={text}: expected 1 or 0")
-    if isinstance(default, int):
+    if isinstance(default, (int, float)):
         try:
-            return int(text)
+            return type(default)(text)
         except ValueError:
-            raise MeweError(f"{spelled}={text}: expected an integer") from None
+            raise MeweError(f"{spelled}={text}: expected {'an integer' if isinstance(default, int) else 'a number'}") from None
     return text
 
 

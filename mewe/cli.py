@@ -10,7 +10,7 @@ from typing import NoReturn, Sequence
 
 from mewe import __version__
 from mewe.errors import MeweError, run_reporting
-from mewe.types import OPT_LEVELS, CompileOptions, MultivariantOptions, Policy
+from mewe.types import OPT_LEVELS, CompileOptions, MultivariantOptions, Policy, Rerandomize
 
 
 class _Parser(argparse.ArgumentParser):
@@ -34,6 +34,13 @@ def _policy(text: str) -> Policy:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def _rerandomize(text: str) -> Rerandomize:
+    try:
+        return Rerandomize.parse(text)
+    except MeweError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _names(text: str) -> tuple[str, ...]:
     return tuple(n.strip() for n in text.split(",") if n.strip())
 
@@ -47,7 +54,7 @@ def _multivariant(args: argparse.Namespace) -> MultivariantOptions:
     flags = {"variants": args.variants, "seed": args.seed, "passes": args.passes, "stack": args.stack,
              "include": tuple(args.only) or None, "exclude": tuple(args.skip) or None, "policy": args.policy,
              "dispatch": args.dispatch, "tail_calls": args.tail_calls, "trace": args.trace, "reseed": args.reseed,
-             "hold": args.hold, "max_size": args.max_size, "jobs": args.jobs, "executor": args.executor, "cache": args.cache}
+             "rerandomize": args.rerandomize, "max_size": args.max_size, "max_cost": args.max_cost, "jobs": args.jobs, "executor": args.executor, "cache": args.cache}
     return dataclasses.replace(multivariant, **{k: v for k, v in flags.items() if v is not None})
 
 
@@ -171,9 +178,13 @@ def _add_multivariant_options(b: argparse.ArgumentParser) -> None:
     mv.add_argument("--no-tail-calls", dest="tail_calls", action="store_false", default=None,
                     help="forward with call instead of wasm return_call")
     mv.add_argument("--trace", action="store_true", default=None, help="record every dispatch (see 'mewe run --trace')")
-    mv.add_argument("--hold", type=int, metavar="K",
-                    help="keep a drawn variant for about K calls of its function (default 1: a fresh draw every call)")
+    mv.add_argument("--rerandomize", type=_rerandomize, metavar="MODE",
+                    help="when a variant is drawn anew: call (every call), every:N (each function's variant re-drawn "
+                         "after about N dispatches of the module; default every:1000) or request (once per instance)")
     mv.add_argument("--reseed", type=int, metavar="N", help="draws between re-seeds from WASI random_get")
+    mv.add_argument("--max-cost", dest="max_cost", type=float, metavar="RATIO",
+                    help="keep only variants whose machine code is at most RATIO times the original's; a function "
+                         "with none keeps its cheapest (default 1.25; 0: any)")
     mv.add_argument("--max-size", dest="max_size", type=int, metavar="N",
                     help="leave functions of more than N instructions undiversified (default 20000)")
     mv.add_argument("--jobs", type=int, metavar="N", help="processes making variants (default: one per CPU)")

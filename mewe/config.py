@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from mewe.errors import MeweError
-from mewe.types import MultivariantOptions, Policy
+from mewe.types import MultivariantOptions, Policy, Rerandomize
 
 # Settings keys (TOML spelling) -> MultivariantOptions fields.
 KEYS = {"variants": "variants", "seed": "seed", "passes": "passes", "stack": "stack", "include": "include",
         "exclude": "exclude", "policy": "policy", "dispatch": "dispatch", "tail-calls": "tail_calls",
-        "trace": "trace", "reseed": "reseed", "hold": "hold", "jobs": "jobs", "executor": "executor",
-        "cache": "cache", "max-size": "max_size"}
+        "trace": "trace", "reseed": "reseed", "rerandomize": "rerandomize", "jobs": "jobs", "executor": "executor",
+        "cache": "cache", "max-size": "max_size", "max-cost": "max_cost"}
 
 
 def find_settings(start: Path | None = None) -> tuple[Path | None, dict[str, Any]]:
@@ -53,6 +53,8 @@ def apply_settings(options: MultivariantOptions, settings: dict[str, Any], origi
         field = KEYS[key]
         if field == "policy":
             value = Policy.parse(str(value))
+        elif field == "rerandomize":
+            value = Rerandomize.parse(str(value))
         elif field == "executor":
             if not isinstance(value, str):
                 raise MeweError(f"{origin}: '{key}' must be a string")
@@ -64,8 +66,10 @@ def apply_settings(options: MultivariantOptions, settings: dict[str, Any], origi
             value = tuple(value)
         else:
             expected = type(getattr(MultivariantOptions(), field))
+            if expected is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
             if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-                kind = {int: "an integer", bool: "true or false", str: "a string"}.get(expected, expected.__name__)
+                kind = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(expected, expected.__name__)
                 raise MeweError(f"{origin}: '{key}' must be {kind}")
         changes[field] = value
     return dataclasses.replace(options, **changes)

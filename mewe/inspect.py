@@ -29,6 +29,7 @@ class BodyPreservation:
     wasm_bytes: int
     wasm_distinct: bool  # differs from every earlier body in the final wasm
     native_distinct: bool | None  # ... in Cranelift's machine code (None: not measured)
+    cost: float | None = None  # the build's cost estimate relative to the original's (None: not in the manifest)
 
 
 @dataclass
@@ -61,11 +62,12 @@ class Preservation:
         return json.dumps(data, indent=1) + "\n"
 
     def table(self) -> str:
-        rows = ["| pass | variants | distinct in wasm | distinct after Cranelift |", "|---|---|---|---|"]
+        rows = ["| pass | variants | distinct in wasm | distinct after Cranelift | mean cost |", "|---|---|---|---|---|"]
         for name, r in sorted(self.rates().items(), key=lambda kv: (kv[0] == "overall", kv[0])):
             native = "n/a" if r["native"] is None else f"{r['native_distinct']} ({r['native']:.1%})"
+            cost = "n/a" if r["cost"] is None else f"{r['cost']:.2f}x"
             label = f"**{name}**" if name == "overall" else name
-            rows.append(f"| {label} | {r['variants']} | {r['wasm_distinct']} ({r['wasm']:.1%}) | {native} |")
+            rows.append(f"| {label} | {r['variants']} | {r['wasm_distinct']} ({r['wasm']:.1%}) | {native} | {cost} |")
         return "\n".join(rows)
 
 
@@ -74,7 +76,9 @@ def _rate(bodies: list[BodyPreservation]) -> dict:
     wasm = sum(b.wasm_distinct for b in bodies)
     measured = [b for b in bodies if b.native_distinct is not None]
     native = sum(bool(b.native_distinct) for b in measured)
+    costs = [b.cost for b in bodies if b.cost is not None]
     return {"variants": n, "wasm_distinct": wasm, "wasm": wasm / n if n else 1.0,
+            "cost": sum(costs) / len(costs) if costs else None,
             "native_distinct": native if measured else None,
             "native": (native / len(measured) if measured else None) if n else 1.0}
 
@@ -97,8 +101,11 @@ def preservation(module: str | Path, manifest: str | Path | None = None, *, nati
     dispatchers = json.loads(table)
     manifest_path = Path(manifest) if manifest else path.with_name(path.stem + ".manifest.json")
     passes: dict[str, list[list[str]]] = {}
+    costs: dict[str, list[int]] = {}
     if manifest_path.is_file():
-        passes = {f["name"]: f["passes"] for f in json.loads(manifest_path.read_text())["functions"]}
+        functions = json.loads(manifest_path.read_text())["functions"]
+        passes = {f["name"]: f["passes"] for f in functions}
+        costs = {f["name"]: f.get("costs", []) for f in functions}
     elif manifest:
         raise MeweError(f"{manifest_path}: no such file")
 
@@ -110,9 +117,11 @@ def preservation(module: str | Path, manifest: str | Path | None = None, *, nati
         wasm_flags = _distinct_flags([code.get(n) for n in names])
         native_flags = _distinct_flags([machine.get(n) for n in names]) if machine else [None] * count
         body_passes = passes.get(name, [[] for _ in names])
+        cost = costs.get(name, [])
+        relative = [c / cost[0] for c in cost] if len(cost) == count and cost[0] else [None] * count
         report.functions.append(FunctionPreservation(name, [
             BodyPreservation(k, list(body_passes[k]) if k < len(body_passes) else [], len(code.get(n, b"")),
-                             wasm_flags[k], native_flags[k])
+                             wasm_flags[k], native_flags[k], relative[k])
             for k, n in enumerate(names)
         ]))
     return report

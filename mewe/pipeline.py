@@ -15,11 +15,13 @@ from typing import Mapping, Sequence
 from mewe import executors, frontends, linker, runtime
 from mewe.errors import MeweError
 from mewe.fsutil import write_atomic
+from mewe.llvmir import function_cost, parse_module
 from mewe.toolchain import Toolchain, find_toolchain
 from mewe.types import BuildResult, CompileOptions, FunctionReport, IRModule, Manifest, MultivariantOptions, Variant
 from mewe.wasm import DISPATCH_SECTION, add_custom_section, parse_wasm
 
 OVERGENERATE = 2
+CALL_COST = 8  # what a call costs besides its body, in IR instructions: a tiny body may grow a little
 
 
 def _lower_all(sources: list[Path], options: CompileOptions, toolchain: Toolchain, verbose: bool) -> list[IRModule]:
@@ -61,20 +63,36 @@ def _code_levels(obj: bytes, wasm: bytes | None) -> list[dict]:
     return [level for level in (parse_wasm(wasm).code_by_name(), native_code(wasm)) if level]
 
 
-def _surviving(levels: list[dict], used: dict[str, list[Variant]]) -> dict[str, list[Variant]]:
-    """Per function, the variants whose code differs from the original's and every earlier
-    survivor's at every level."""
-    survivors = {}
+def _costs(module: IRModule, used: Mapping[str, Sequence[Variant]]) -> dict[str, int]:
+    """Each body's cost estimate (`function_cost`) in the linked module."""
+    mod = parse_module(module.bitcode)
+    return {body: function_cost(mod.get_function(body)) for name, variants in used.items()
+            for body in (linker.body_name(name, k) for k in range(len(variants) + 1))}
+
+
+def _choose(levels: list[dict], body_costs: dict[str, int], used: dict[str, list[Variant]], mv: MultivariantOptions,
+            ) -> tuple[dict[str, list[Variant]], dict[str, dict[int, int]]]:
+    """Per function, the variants to keep: those whose code differs from the original's and
+    every earlier survivor's at every level, and whose cost is within `mv.max_cost` times the
+    original's (if none is, the cheapest distinct one); at most `mv.variants`, in candidate
+    order. Also each kept variant's cost, by candidate index (0: the original)."""
+    chosen, costs = {}, {}
     for name, variants in used.items():
         seen = [{level.get(linker.body_name(name, 0))} for level in levels]
-        survivors[name] = []
+        distinct = []
         for k, variant in enumerate(variants, 1):
             codes = [level.get(linker.body_name(name, k)) for level in levels]
             if all(code not in s for code, s in zip(codes, seen)):
                 for code, s in zip(codes, seen):
                     s.add(code)
-                survivors[name].append(variant)
-    return survivors
+                distinct.append((k, variant))
+        cost = {k: body_costs.get(linker.body_name(name, k), 0) for k in [0, *(k for k, _ in distinct)]}
+        bound = (cost[0] + CALL_COST) * mv.max_cost - CALL_COST if mv.max_cost else float("inf")
+        kept = [(k, v) for k, v in distinct if cost[k] <= bound] or sorted(distinct, key=lambda kv: cost[kv[0]])[:1]
+        kept = sorted(kept[:mv.variants])
+        chosen[name] = [v for _, v in kept]
+        costs[name] = {k: cost[k] for k in [0, *(k for k, _ in kept)]}
+    return chosen, costs
 
 
 def discriminator(mv: MultivariantOptions, toolchain: Toolchain, *, fast_path_only: bool = False,
@@ -119,7 +137,7 @@ def link_multivariant(program: IRModule, options: CompileOptions, mv: Multivaria
     except linker.CodegenCrash as exc:
         variants, crashed = _without_codegen_crashes(program, variants, rt, mv, options, unit, str(exc))
         module, obj, wasm, reports, used = generate(variants)
-    survivors = {f: vs[:mv.variants] for f, vs in _surviving(_code_levels(obj, wasm), used).items()}
+    survivors, costs = _choose(_code_levels(obj, wasm), _costs(module, used), used, mv)
     folded = {f: len(used[f]) - len(survivors[f]) for f in used}  # folded, or surplus
     if any(folded.values()):
         module, obj, wasm, second, _ = generate(survivors)
@@ -137,6 +155,7 @@ def link_multivariant(program: IRModule, options: CompileOptions, mv: Multivaria
         r.unit = unit or ""
         if r.status == "dispatched":
             r.code_sizes = [len(code.get(linker.body_name(r.name, k), b"")) for k in range(r.variants)]
+            r.costs = list(costs.get(r.name, {}).values())
     return module, obj, wasm, reports
 
 
@@ -183,8 +202,10 @@ def check_options(multivariant: MultivariantOptions) -> None:
         raise MeweError(f"invalid dispatch form '{multivariant.dispatch}' (use switch or table)")
     if multivariant.reseed < 1:
         raise MeweError("--reseed must be at least 1")
-    if not 1 <= multivariant.hold <= 1 << 30:
-        raise MeweError("--hold must be between 1 and 2**30")
+    if multivariant.variants * OVERGENERATE >= linker.MAX_BODIES:
+        raise MeweError(f"--variants must be at most {(linker.MAX_BODIES - 1) // OVERGENERATE}")
+    if not 0 <= multivariant.max_cost < float("inf"):
+        raise MeweError("--max-cost must be 0 (any) or a positive ratio")
     if multivariant.max_size < 1:
         raise MeweError("--max-size must be at least 1")
     if multivariant.jobs < 1:
@@ -238,7 +259,7 @@ def build(
         program, obj, wasm, reports = link_multivariant(program, options, multivariant, variants, out.name, toolchain,
                                                         verbose)
         manifest = Manifest(out.name, multivariant.variants, multivariant.seed, str(multivariant.policy),
-                            multivariant.dispatch, multivariant.tail_calls, multivariant.trace, reports)
+                            multivariant.dispatch, str(multivariant.rerandomize), multivariant.tail_calls, multivariant.trace, reports)
         wasm = add_dispatch_table(wasm, manifest)
     write_atomic(out, wasm, 0o755)
     if manifest is not None:

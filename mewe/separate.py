@@ -44,7 +44,7 @@ def _with_unit_report(obj: bytes, unit: str, mv: MultivariantOptions, reports: l
     """The unit's object with its report as a `mewe.units` section: one JSON line, so that the
     sections wasm-ld concatenates stay one report per line."""
     record = {"unit": unit, "variants": mv.variants, "seed": mv.seed, "dispatch": mv.dispatch,
-              "tail_calls": mv.tail_calls, "trace": mv.trace, "functions": [asdict(r) for r in reports]}
+              "rerandomize": str(mv.rerandomize), "tail_calls": mv.tail_calls, "trace": mv.trace, "functions": [asdict(r) for r in reports]}
     return add_custom_section(obj, UNITS_SECTION, json.dumps(record, separators=(",", ":")).encode() + b"\n")
 
 
@@ -254,7 +254,7 @@ def _unit_manifest(output: Path, payload: bytes, mv: MultivariantOptions, presen
                             f"rename one of them")
     first = units[0]
     return Manifest(output.name, first["variants"], first["seed"], str(mv.policy), first["dispatch"],
-                    first["tail_calls"], any(u["trace"] for u in units), functions)
+                    first.get("rerandomize", ""), first["tail_calls"], any(u["trace"] for u in units), functions)
 
 
 def link(

@@ -65,9 +65,10 @@ class FunctionReport:
     reason: str = ""
     variants: int = 0  # bodies behind the dispatcher, the original included
     dropped: int = 0  # variants dropped as identical IR to an earlier body
-    folded: int = 0  # candidates dropped after codegen: code identical to an earlier body's, or beyond the count
+    folded: int = 0  # candidates dropped after codegen: code identical to an earlier body's, over --max-cost, or beyond the count
     passes: list[list[str]] = field(default_factory=list)  # per body: the passes that made it
     code_sizes: list[int] = field(default_factory=list)  # per body: wasm code bytes in the output
+    costs: list[int] = field(default_factory=list)  # per body: the cost estimate variants were chosen by
     dispatch_id: int = -1  # the dispatcher's id in traces (dispatched functions only)
     unit: str = ""  # the translation unit, under separate compilation (mewe-cc -c)
 
@@ -81,6 +82,7 @@ class Manifest:
     seed: int
     policy: str
     dispatch: str  # "switch" or "table"
+    rerandomize: str  # "call", "every:N" or "request"
     tail_calls: bool
     trace: bool
     functions: list[FunctionReport] = field(default_factory=list)
@@ -140,6 +142,34 @@ class Policy:
         return f"{self.kind}:{self.arg}" if self.kind in ("seeded", "pinned") else self.kind
 
 
+MODES = ("call", "every", "request")
+
+
+@dataclass(frozen=True)
+class Rerandomize:
+    """When dispatchers draw a fresh variant: `call` (on every call), `every:N` (each function's
+    variant is kept in a slot and re-drawn after a random run of about N dispatches of the
+    module, mean N) or `request` (drawn once per instance). Every mode draws at instance start."""
+
+    kind: str = "every"
+    period: int = 1000  # every:N only
+
+    @classmethod
+    def parse(cls, text: str) -> "Rerandomize":
+        from .errors import MeweError
+
+        kind, sep, arg = text.partition(":")
+        if kind not in MODES or (kind == "every") != bool(sep) or (sep and not arg.isdigit()):
+            raise MeweError(f"invalid re-randomization mode '{text}' (use call, every:N or request)")
+        period = int(arg) if sep else 0
+        if kind == "every" and not 1 <= period <= 1 << 24:
+            raise MeweError(f"invalid re-randomization mode '{text}': N must be between 1 and 2**24")
+        return cls(kind, period)
+
+    def __str__(self) -> str:
+        return f"every:{self.period}" if self.kind == "every" else self.kind
+
+
 @dataclass(frozen=True)
 class MultivariantOptions:
     """What makes a build multivariant. `variants=0` builds the plain module."""
@@ -154,7 +184,9 @@ class MultivariantOptions:
     dispatch: str = "switch"  # "switch" (br_table) or "table" (call_indirect)
     tail_calls: bool = True  # dispatchers forward with wasm return_call
     trace: bool = False  # record (function, variant) for every dispatch
-    hold: int = 1  # calls a drawn variant is kept for, on average (1: a fresh draw on every call)
+    rerandomize: Rerandomize = Rerandomize()  # when a function's variant is drawn anew
+    max_cost: float = 1.25  # keep variants costing at most this times the original (0: any)
+    inline_dispatch: int = 64  # call sites of functions up to this many instructions branch on the slot themselves
     reseed: int = 65536  # draws between re-seeds from WASI random_get
     max_size: int = 20_000  # instructions; larger functions keep one body (bounds time and memory)
     # Where variants are made (none of these changes the output):

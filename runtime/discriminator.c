@@ -35,6 +35,7 @@ __attribute__((import_module("mewe"), import_name("rand"))) uint32_t mewe_host_r
 extern uint32_t mewe_state[4];
 extern uint32_t mewe_budget;
 uint32_t mewe_choose_slow(uint32_t n);
+extern uint64_t __mewe_clock;
 #else
 #ifdef MEWE_RUNTIME_OBJECT
 #define SHARED __attribute__((visibility("hidden")))
@@ -45,6 +46,9 @@ SHARED uint32_t mewe_state[4];
 /* Draws left before the slow path. 0 sends every draw there: before seeding, when a
  * re-seed is due, and always under the pinned and host policies. */
 SHARED uint32_t mewe_budget;
+/* Dispatches so far, in steps of 256 (see __mewe_redraw); read and bumped by slot
+ * dispatchers, so not static even in a whole-program build. */
+__attribute__((visibility("hidden"))) uint64_t __mewe_clock;
 static uint32_t policy = MEWE_POLICY;
 static uint64_t policy_arg = MEWE_POLICY_ARG;
 #endif
@@ -115,9 +119,21 @@ __attribute__((always_inline)) uint32_t __mewe_choose(uint32_t n) {
 }
 
 #ifndef MEWE_FAST_PATH_ONLY
-/* Sticky dispatchers (--hold K) keep a drawn variant for this many more calls: uniform in
- * [0, 2K-2], so about K calls per draw on average. */
-__attribute__((noinline)) uint32_t __mewe_hold(uint32_t k) { return __mewe_choose(2 * k - 1); }
+/* Slot dispatchers (--rerandomize every:N and request) keep each function's variant in a
+ * 64-bit slot: the variant in the low 8 bits, above them the clock value at which it expires.
+ * The clock counts dispatches in steps of 256, so a dispatcher bumps it and finds its slot
+ * stale with one unsigned compare, `clock >= slot`; a zero slot (instance start) is stale.
+ * This draws the variant and its lifetime: uniform in [1, 2N-1] dispatches of the module
+ * (mean N, so an observer cannot count to the next re-draw), or for `period` 0 (request) the
+ * rest of the instance. Re-drawing is lazy: a function's slot is renewed on its first call
+ * after it expired, so the cost does not grow with the number of functions. */
+__attribute__((noinline, cold, visibility("hidden"))) uint64_t __mewe_redraw(uint64_t *slot, uint32_t n, uint32_t period) {
+    uint64_t k = __mewe_choose(n);
+    uint64_t life = 1ull << 60;
+    if (period) /* a pinned policy's draws are all alike: a fixed lifetime then */
+        life = (uint64_t)(policy == MEWE_PINNED ? period : 1 + __mewe_choose(2 * period - 1)) << 8;
+    return *slot = (__mewe_clock + life) | k;
+}
 
 /* Host control, before the module runs: 0 random, 1 seeded (seed = lo | hi << 32),
  * 2 pinned (variant lo mod n), 3 host (only in modules built with the host policy).
@@ -132,6 +148,7 @@ __attribute__((export_name("mewe_configure"))) int32_t mewe_configure(uint32_t k
     policy = kind;
     policy_arg = (uint64_t)lo | (uint64_t)hi << 32;
     mewe_budget = 0;
+    __mewe_clock += 1ull << 61; /* every slot drawn before is stale now */
     return 0;
 }
 

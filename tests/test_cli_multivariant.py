@@ -91,7 +91,10 @@ def test_bad_settings_are_one_line(tmp_path, setting, message):
     (["--passes", "no-such-pass", "--variants", "2"], "unknown pass 'no-such-pass'"),
     (["--policy", "pinned:x", "--variants", "2"], "invalid policy 'pinned:x'"),
     (["--variants", "-1"], "--variants must be 0 or more"),
-    (["--variants", "2", "--hold", "0"], "--hold must be between 1"),
+    (["--variants", "2", "--rerandomize", "every:0"], "invalid re-randomization mode 'every:0'"),
+    (["--variants", "2", "--rerandomize", "sometimes"], "invalid re-randomization mode 'sometimes'"),
+    (["--variants", "200"], "--variants must be at most 127"),
+    (["--variants", "2", "--max-cost", "-1"], "--max-cost must be 0"),
     (["--dispatch", "jump"], "invalid choice: 'jump'"),
 ])
 def test_bad_multivariant_options(tmp_path, args, message):

@@ -12,7 +12,7 @@ import pytest
 
 import mewe
 from conftest import EXAMPLES, mewe as cli, sink_variants
-from mewe.types import MultivariantOptions, Policy
+from mewe.types import MultivariantOptions, Policy, Rerandomize
 from mewe.wasm import DISPATCH_SECTION, custom_section, parse_wasm
 
 INTERP_INPUT = b"let x = 3*(4+5)\nprint x - 2\nprint fib(8)\nprint gcd(84, 36) % 5\n"
@@ -20,7 +20,7 @@ INTERP_OUTPUT = b"25\n21\n2\n"
 
 
 def build_mv(tmp: Path, source: Path, name: str, count: int = 3, **options) -> mewe.BuildResult:
-    mv = MultivariantOptions(variants=count, **options)
+    mv = MultivariantOptions(variants=count, **{"max_cost": 0, **options})  # sink variants all cost a little more
     return mewe.build([source], tmp / f"{name}.wasm", multivariant=mv, variants=sink_variants([source], count))
 
 
@@ -148,8 +148,10 @@ def _padded_leb(n: int) -> bytes:
 
 
 def test_tail_calls_use_return_call(tmp_path):
-    on = parse_wasm(build_mv(tmp_path, EXAMPLES / "interp.c", "on").output.read_bytes())
-    off = parse_wasm(build_mv(tmp_path, EXAMPLES / "interp.c", "off", tail_calls=False).output.read_bytes())
+    """Dispatchers not inlined into their callers forward with return_call."""
+    on = parse_wasm(build_mv(tmp_path, EXAMPLES / "interp.c", "on", inline_dispatch=0).output.read_bytes())
+    off = parse_wasm(build_mv(tmp_path, EXAMPLES / "interp.c", "off", tail_calls=False,
+                              inline_dispatch=0).output.read_bytes())
     for module, opcode_expected in ((on, True), (off, False)):
         index = {name: i for i, name in module.function_names.items()}
         body = module.code_by_name()["fib_rec"]
@@ -237,8 +239,9 @@ def test_functions_over_the_size_limit_keep_one_body(tmp_path):
 
 
 def test_discriminator_is_uniform(tmp_path):
-    """Chi-square over the variants picked for many calls of functions with 4 bodies."""
-    module = build_mv(tmp_path, EXAMPLES / "interp.c", "u", trace=True).output
+    """Chi-square over the variants picked for many calls of functions with 4 bodies, a fresh
+    draw per call."""
+    module = build_mv(tmp_path, EXAMPLES / "interp.c", "u", trace=True, rerandomize=Rerandomize("call")).output
     trace: list = []
     assert run(module, tmp_path, b"print fib(18)\n", trace=trace) == (0, b"2584\n")
     counts = Counter(k for fn, k in trace if fn == "fib_rec")
@@ -284,15 +287,76 @@ def test_discriminator_draws_are_uniform_and_seeded_per_run(tmp_path):
     assert outputs[0][1] != outputs[1][1]  # no fixed default seed
 
 
-def test_hold_keeps_a_variant_for_runs_of_calls(tmp_path):
-    module = build_mv(tmp_path, EXAMPLES / "interp.c", "held", trace=True, hold=8).output
+def _fib_picks(module: Path, tmp: Path, **kw) -> list[int]:
     trace: list = []
-    assert run(module, tmp_path, b"print fib(20)\n", trace=trace) == (0, b"6765\n")
-    picks = [k for fn, k in trace if fn == "fib_rec"]
-    changes = sum(a != b for a, b in zip(picks, picks[1:]))
-    # A fresh draw every call would change the variant 3 times in 4; held for ~8 calls, far less often.
-    assert len(picks) > 1000 and changes < len(picks) / 5
-    assert len(set(picks)) == 4
+    assert run(module, tmp, b"print fib(22)\n", trace=trace, **kw) == (0, b"17711\n")
+    return [k for fn, k in trace if fn == "fib_rec"]
+
+
+def _changes(picks: list[int]) -> int:
+    return sum(a != b for a, b in zip(picks, picks[1:]))
+
+
+@pytest.mark.parametrize("period", [64, 1000])
+def test_every_n_keeps_a_variant_for_random_runs_of_about_n_dispatches(tmp_path, period):
+    module = build_mv(tmp_path, EXAMPLES / "interp.c", "every", trace=True,
+                      rerandomize=Rerandomize("every", period)).output
+    picks = _fib_picks(module, tmp_path)  # nearly every dispatch of this run is fib_rec's
+    runs, length = [], 1
+    for a, b in zip(picks, picks[1:]):
+        if a != b:
+            runs.append(length)
+            length = 0
+        length += 1
+    # A new variant (3 times in 4) about every `period` dispatches: the mean run between changes
+    # is about 4/3 period; never a fresh draw per call, never one variant for the whole run.
+    assert len(picks) > 28000 and len(set(picks)) == 4
+    mean = sum(runs) / len(runs)
+    assert 0.6 * period <= mean <= 2.5 * period and max(runs) < 20 * period, (mean, max(runs))
+    assert len(set(runs)) > len(runs) // 4  # random lengths, not a fixed count an observer could follow
+    assert sorted(_fib_picks(module, tmp_path, policy="pinned:2")) == [2] * len(picks)
+    assert _fib_picks(module, tmp_path, policy="seeded:5") == _fib_picks(module, tmp_path, policy="seeded:5")
+
+
+def test_request_mode_draws_once_per_instance_and_call_mode_every_call(tmp_path):
+    request = build_mv(tmp_path, EXAMPLES / "interp.c", "request", trace=True, rerandomize=Rerandomize("request")).output
+    firsts = set()
+    for _ in range(12):
+        picks = _fib_picks(request, tmp_path)
+        assert len(set(picks)) == 1
+        firsts.add(picks[0])
+    assert len(firsts) > 1  # a fresh draw at every instance start
+    call = build_mv(tmp_path, EXAMPLES / "interp.c", "call", trace=True, rerandomize=Rerandomize("call")).output
+    picks = _fib_picks(call, tmp_path)
+    assert _changes(picks) > len(picks) / 2  # 3 times in 4 for a fresh draw per call
+
+
+def test_small_functions_are_dispatched_at_their_call_sites(tmp_path):
+    """Dispatchers of small functions are inlined into their callers (no dispatcher frame); the
+    function itself stays for calls through pointers. Outputs are the same either way."""
+    source = tmp_path / "ptr.c"
+    source.write_text(FNPTR_C)
+    for inline in (0, 10_000):
+        module = build_mv(tmp_path, source, f"ptr{inline}", inline_dispatch=inline).output
+        for k in range(4):
+            assert run(module, tmp_path, policy=f"pinned:{k}") == (0, FNPTR_OUT)
+        names = set(parse_wasm(module.read_bytes()).function_names.values())
+        assert ("twice" in names) == (inline == 0)  # called directly only: gone once inlined
+        assert "apply" in names  # its address is taken
+
+
+FNPTR_C = r"""
+#include <stdio.h>
+__attribute__((noinline)) static int twice(int x) { return 2 * x + 1; }
+__attribute__((noinline)) int apply(int (*f)(int), int x) { return f(x) + twice(x); }
+static int add3(int x) { return x + 3; }
+int main(void) {
+    int (*volatile g)(int (*)(int), int) = apply;
+    printf("%d %d\n", g(add3, 4), apply(add3, 5));
+    return 0;
+}
+"""
+FNPTR_OUT = b"16 19\n"
 
 
 BYVAL_C = r"""
