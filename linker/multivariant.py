@@ -17,14 +17,14 @@ from typing import Mapping, Sequence
 import llvmlite.binding as llvm
 
 from mewe.errors import MeweError
-from mewe.llvmir import instruction_count, llvm_error, new_context, parse_module
+from mewe.llvmir import function_cost, instruction_count, llvm_error, new_context, parse_module
 from mewe.types import FunctionReport, IRModule, MultivariantOptions, Rerandomize, Variant
 
 from .irtext import PLACEMENT, Definition, Header, ModuleText, Unsupported, abi_only, parse_header, quote_name, tokens
 
 CHOOSE = "__mewe_choose"
 TRACE = "__mewe_trace"
-CLOCK = "__mewe_clock"
+EPOCH = "__mewe_epoch"
 REDRAW = "__mewe_redraw"
 MAX_BODIES = 256  # a slot holds the variant in 8 bits
 # Function attributes a dispatcher must not keep: it writes the discriminator's state.
@@ -159,7 +159,7 @@ def _dispatcher(plan: _Plan, mt: ModuleText, options: MultivariantOptions) -> tu
         lines.append(f"  %mewe.k = call i32 @{CHOOSE}(i32 {n})")
     else:
         slot = quote_name(f"{header.name}.mewe.slot")
-        extra.append(f"{slot} = internal global i64 0, align 8")
+        extra.append(f"{slot} = internal global {{ i64, i32, i32 }} zeroinitializer, align 8")
         lines += _slot_read(slot, n, options.rerandomize)
     if options.trace:
         lines.append(f"  call void @{TRACE}(i32 {plan.dispatch_id}, i32 %mewe.k)")
@@ -184,14 +184,19 @@ def _slot_read(slot: str, n: int, mode: Rerandomize) -> list[str]:
     """The variant held in the function's slot, re-drawn by the runtime when stale (see
     __mewe_redraw in discriminator.c): between re-draws, a branch the CPU predicts."""
     period = mode.period if mode.kind == "every" else 0
-    lines = [f"  %mewe.now0 = load i64, ptr @{CLOCK}, align 8"]
-    if period:  # count this dispatch
-        lines += ["  %mewe.now = add i64 %mewe.now0, 256", f"  store i64 %mewe.now, ptr @{CLOCK}, align 8"]
-    now = "%mewe.now" if period else "%mewe.now0"
+    lines = [f"  %mewe.held = load i64, ptr {slot}, align 8",
+             "  %mewe.spent = icmp ult i64 %mewe.held, 256"]
+    if period:  # count this call, and follow the module's epoch
+        lines += ["  %mewe.left = sub i64 %mewe.held, 256",
+                  f"  store i64 %mewe.left, ptr {slot}, align 8",
+                  f"  %mewe.epoch = load i32, ptr @{EPOCH}, align 4",
+                  f"  %mewe.at = getelementptr inbounds i8, ptr {slot}, i32 8",
+                  "  %mewe.drawn.in = load i32, ptr %mewe.at, align 8",
+                  "  %mewe.moved = icmp ne i32 %mewe.epoch, %mewe.drawn.in",
+                  "  %mewe.stale = or i1 %mewe.spent, %mewe.moved"]
+    stale = "%mewe.stale" if period else "%mewe.spent"
     return lines + [
-        f"  %mewe.held = load i64, ptr {slot}, align 8",
-        f"  %mewe.stale = icmp uge i64 {now}, %mewe.held",
-        "  br i1 %mewe.stale, label %mewe.draw, label %mewe.pick",
+        f"  br i1 {stale}, label %mewe.draw, label %mewe.pick",
         "mewe.draw:",
         f"  %mewe.drawn = call i64 @{REDRAW}(ptr {slot}, i32 {n}, i32 {period})",
         "  br label %mewe.pick",
@@ -266,7 +271,7 @@ def _rewrite(mt: ModuleText, plans: list[_Plan], options: MultivariantOptions) -
         if options.trace:
             out.append(f"declare void @{TRACE}(i32, i32)")
         if options.rerandomize.kind != "call":
-            out += [f"@{CLOCK} = external hidden global i64, align 8", f"declare i64 @{REDRAW}(ptr, i32, i32)"]
+            out += [f"@{EPOCH} = external hidden global i32, align 4", f"declare i64 @{REDRAW}(ptr, i32, i32)"]
     return "\n".join(out + extra) + "\n"
 
 
@@ -325,6 +330,9 @@ def link_variants(
 
     context = new_context()
     mod = _link_checked(mt, plans, options, reports, context, unit)  # dispatcher ids follow `names`
+    for plan in plans:  # before dispatchers are inlined into the bodies that call them
+        plan.report.costs = [function_cost(mod.get_function(body_name(plan.report.name, k)))
+                             for k in range(len(plan.bodies))]
     mod.link_in(parse_module(runtime.bitcode, context=context))
     _inline_discriminator(mod)
     if unit is not None:  # every unit has its copy; the runtime archive has the shared one

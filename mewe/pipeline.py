@@ -15,7 +15,6 @@ from typing import Mapping, Sequence
 from mewe import executors, frontends, linker, runtime
 from mewe.errors import MeweError
 from mewe.fsutil import write_atomic
-from mewe.llvmir import function_cost, parse_module
 from mewe.toolchain import Toolchain, find_toolchain
 from mewe.types import BuildResult, CompileOptions, FunctionReport, IRModule, Manifest, MultivariantOptions, Variant
 from mewe.wasm import DISPATCH_SECTION, add_custom_section, parse_wasm
@@ -63,20 +62,14 @@ def _code_levels(obj: bytes, wasm: bytes | None) -> list[dict]:
     return [level for level in (parse_wasm(wasm).code_by_name(), native_code(wasm)) if level]
 
 
-def _costs(module: IRModule, used: Mapping[str, Sequence[Variant]]) -> dict[str, int]:
-    """Each body's cost estimate (`function_cost`) in the linked module."""
-    mod = parse_module(module.bitcode)
-    return {body: function_cost(mod.get_function(body)) for name, variants in used.items()
-            for body in (linker.body_name(name, k) for k in range(len(variants) + 1))}
-
-
-def _choose(levels: list[dict], body_costs: dict[str, int], used: dict[str, list[Variant]], mv: MultivariantOptions,
-            ) -> tuple[dict[str, list[Variant]], dict[str, dict[int, int]]]:
+def _choose(levels: list[dict], reports: list[FunctionReport], used: dict[str, list[Variant]],
+            mv: MultivariantOptions) -> dict[str, list[Variant]]:
     """Per function, the variants to keep: those whose code differs from the original's and
-    every earlier survivor's at every level, and whose cost is within `mv.max_cost` times the
-    original's (if none is, the cheapest distinct one); at most `mv.variants`, in candidate
-    order. Also each kept variant's cost, by candidate index (0: the original)."""
-    chosen, costs = {}, {}
+    every earlier survivor's at every level, and whose cost estimate (the linker's, in
+    `reports`) is within `mv.max_cost` times the original's, counting CALL_COST for the call
+    itself (if none is, the cheapest distinct one); at most `mv.variants`, in candidate order."""
+    chosen = {}
+    body_costs = {r.name: r.costs for r in reports}
     for name, variants in used.items():
         seen = [{level.get(linker.body_name(name, 0))} for level in levels]
         distinct = []
@@ -86,13 +79,12 @@ def _choose(levels: list[dict], body_costs: dict[str, int], used: dict[str, list
                 for code, s in zip(codes, seen):
                     s.add(code)
                 distinct.append((k, variant))
-        cost = {k: body_costs.get(linker.body_name(name, k), 0) for k in [0, *(k for k, _ in distinct)]}
+        cost = {k: body_costs[name][k] for k in [0, *(k for k, _ in distinct)]}
         bound = (cost[0] + CALL_COST) * mv.max_cost - CALL_COST if mv.max_cost else float("inf")
         kept = [(k, v) for k, v in distinct if cost[k] <= bound] or sorted(distinct, key=lambda kv: cost[kv[0]])[:1]
         kept = sorted(kept[:mv.variants])
         chosen[name] = [v for _, v in kept]
-        costs[name] = {k: cost[k] for k in [0, *(k for k, _ in kept)]}
-    return chosen, costs
+    return chosen
 
 
 def discriminator(mv: MultivariantOptions, toolchain: Toolchain, *, fast_path_only: bool = False,
@@ -137,7 +129,7 @@ def link_multivariant(program: IRModule, options: CompileOptions, mv: Multivaria
     except linker.CodegenCrash as exc:
         variants, crashed = _without_codegen_crashes(program, variants, rt, mv, options, unit, str(exc))
         module, obj, wasm, reports, used = generate(variants)
-    survivors, costs = _choose(_code_levels(obj, wasm), _costs(module, used), used, mv)
+    survivors = _choose(_code_levels(obj, wasm), reports, used, mv)
     folded = {f: len(used[f]) - len(survivors[f]) for f in used}  # folded, or surplus
     if any(folded.values()):
         module, obj, wasm, second, _ = generate(survivors)
@@ -155,7 +147,6 @@ def link_multivariant(program: IRModule, options: CompileOptions, mv: Multivaria
         r.unit = unit or ""
         if r.status == "dispatched":
             r.code_sizes = [len(code.get(linker.body_name(r.name, k), b"")) for k in range(r.variants)]
-            r.costs = list(costs.get(r.name, {}).values())
     return module, obj, wasm, reports
 
 

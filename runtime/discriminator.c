@@ -35,7 +35,7 @@ __attribute__((import_module("mewe"), import_name("rand"))) uint32_t mewe_host_r
 extern uint32_t mewe_state[4];
 extern uint32_t mewe_budget;
 uint32_t mewe_choose_slow(uint32_t n);
-extern uint64_t __mewe_clock;
+extern uint32_t __mewe_epoch;
 #else
 #ifdef MEWE_RUNTIME_OBJECT
 #define SHARED __attribute__((visibility("hidden")))
@@ -46,9 +46,9 @@ SHARED uint32_t mewe_state[4];
 /* Draws left before the slow path. 0 sends every draw there: before seeding, when a
  * re-seed is due, and always under the pinned and host policies. */
 SHARED uint32_t mewe_budget;
-/* Dispatches so far, in steps of 256 (see __mewe_redraw); read and bumped by slot
- * dispatchers, so not static even in a whole-program build. */
-__attribute__((visibility("hidden"))) uint64_t __mewe_clock;
+/* Slot dispatchers compare their slot's epoch with this (see __mewe_redraw), so it is not
+ * static even in a whole-program build. */
+__attribute__((visibility("hidden"))) uint32_t __mewe_epoch;
 static uint32_t policy = MEWE_POLICY;
 static uint64_t policy_arg = MEWE_POLICY_ARG;
 #endif
@@ -120,19 +120,45 @@ __attribute__((always_inline)) uint32_t __mewe_choose(uint32_t n) {
 
 #ifndef MEWE_FAST_PATH_ONLY
 /* Slot dispatchers (--rerandomize every:N and request) keep each function's variant in a
- * 64-bit slot: the variant in the low 8 bits, above them the clock value at which it expires.
- * The clock counts dispatches in steps of 256, so a dispatcher bumps it and finds its slot
- * stale with one unsigned compare, `clock >= slot`; a zero slot (instance start) is stale.
- * This draws the variant and its lifetime: uniform in [1, 2N-1] dispatches of the module
- * (mean N, so an observer cannot count to the next re-draw), or for `period` 0 (request) the
- * rest of the instance. Re-drawing is lazy: a function's slot is renewed on its first call
- * after it expired, so the cost does not grow with the number of functions. */
-__attribute__((noinline, cold, visibility("hidden"))) uint64_t __mewe_redraw(uint64_t *slot, uint32_t n, uint32_t period) {
-    uint64_t k = __mewe_choose(n);
-    uint64_t life = 1ull << 60;
-    if (period) /* a pinned policy's draws are all alike: a fixed lifetime then */
-        life = (uint64_t)(policy == MEWE_PINNED ? period : 1 + __mewe_choose(2 * period - 1)) << 8;
-    return *slot = (__mewe_clock + life) | k;
+ * slot. `held` is the variant in its low 8 bits and, above them, the calls of the function left
+ * before it is re-drawn; a dispatcher takes 256 off and finds it stale when fewer than 256 were
+ * left (a zero slot, at instance start, is stale). Under every:N it is also stale when its
+ * `epoch` differs from the module's: the epoch moves on when the lives used up by all
+ * functions add up to a random run of about N more dispatches, so a function called rarely
+ * is re-drawn about every N dispatches of the module too. Re-drawing is lazy (a function's
+ * own call finds its slot stale), so its cost does not grow with the number of functions. */
+struct mewe_slot {
+    uint64_t held;
+    uint32_t epoch;
+    uint32_t life; /* the calls it was drawn for */
+};
+
+static uint64_t used, next_epoch; /* lives used up; where the next epoch begins */
+
+/* A random run length with mean `period`, 1 to 2*period-1 (so an observer cannot count to
+ * the next re-draw); a pinned policy's draws are all alike, so a fixed one then. */
+static uint32_t lifetime(uint32_t period) {
+    return policy == MEWE_PINNED ? period : 1 + __mewe_choose(2 * period - 1);
+}
+
+/* Draws the function's variant and its life: `period` calls (every:N), or for `period` 0
+ * (request) the rest of the instance. */
+__attribute__((noinline, cold, visibility("hidden"))) uint64_t __mewe_redraw(struct mewe_slot *s, uint32_t n,
+                                                                             uint32_t period) {
+    uint64_t life = 1ull << 48;
+    if (period) {
+        if (s->epoch == __mewe_epoch) { /* its own calls used its life up */
+            used += s->life;
+            if (used >= next_epoch) {
+                __mewe_epoch++;
+                next_epoch = used + lifetime(period);
+            }
+        }
+        life = lifetime(period);
+    }
+    s->epoch = __mewe_epoch;
+    s->life = (uint32_t)life;
+    return s->held = life << 8 | __mewe_choose(n);
 }
 
 /* Host control, before the module runs: 0 random, 1 seeded (seed = lo | hi << 32),
@@ -148,7 +174,7 @@ __attribute__((export_name("mewe_configure"))) int32_t mewe_configure(uint32_t k
     policy = kind;
     policy_arg = (uint64_t)lo | (uint64_t)hi << 32;
     mewe_budget = 0;
-    __mewe_clock += 1ull << 61; /* every slot drawn before is stale now */
+    __mewe_epoch++; /* every slot drawn under every:N before is stale now */
     return 0;
 }
 

@@ -8,6 +8,7 @@ import hashlib
 import pytest
 
 from conftest import EXAMPLES, mewe
+from mewe.types import Rerandomize
 from mewe.wasm import parse_wasm
 
 CASES = [
@@ -58,14 +59,20 @@ def test_interp_functions_keep_their_names(example_wasm):
     assert {"fib_rec", "parse_expr"} <= names
 
 
+MODES = ["every:64", "request", "call"]
+
+
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("name", ["base64", "hash", "interp", "sort"])
-def test_every_variant_of_every_called_function_gives_the_same_answers(name, tmp_path):
+def test_every_variant_of_every_called_function_gives_the_same_answers(name, mode, tmp_path):
     """Built with real passes and traced, each example answers all its cases under `pinned:K` for
-    every K, and together those runs execute every variant of every function the cases call."""
+    every K, and together those runs execute every variant of every function the cases call; and
+    under the random and seeded policies. In every re-randomization mode; no cost bound, so
+    that every candidate the passes make is run."""
     import mewe
 
-    result = mewe.build([EXAMPLES / f"{name}.c"], tmp_path / f"{name}.wasm",
-                        multivariant=mewe.MultivariantOptions(variants=3, seed=11, trace=True))
+    mv = mewe.MultivariantOptions(variants=3, seed=11, trace=True, max_cost=0, rerandomize=Rerandomize.parse(mode))
+    result = mewe.build([EXAMPLES / f"{name}.c"], tmp_path / f"{name}.wasm", multivariant=mv)
     widths = {r.name: r.variants for r in result.manifest.functions if r.status == "dispatched"}
     assert max(widths.values()) == 4  # the original and 3 variants
     seen: set = set()
@@ -81,3 +88,21 @@ def test_every_variant_of_every_called_function_gives_the_same_answers(name, tmp
     called = {fn for fn, _ in seen}
     assert called  # at least main is dispatched (the rest may be inlined into it)
     assert seen == {(fn, k) for fn in called for k in range(widths[fn])}
+    for policy in ("random", "seeded:3"):
+        for _, args, stdin, stdout, code in (c for c in CASES if c[0] == name):
+            (tmp_path / "in").write_bytes(stdin)
+            status = mewe.run(result.output, args, stdin=tmp_path / "in", stdout=tmp_path / "out", policy=policy)
+            assert (status, (tmp_path / "out").read_bytes()) == (code, stdout), policy
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_same_seed_same_bytes_in_every_mode(mode, tmp_path):
+    import mewe
+
+    mv = mewe.MultivariantOptions(variants=3, seed=5, cache=False, rerandomize=Rerandomize.parse(mode))
+    outputs = []
+    for k in range(2):  # the same file name: the module records it
+        (tmp_path / str(k)).mkdir()
+        outputs.append(mewe.build([EXAMPLES / "interp.c"], tmp_path / str(k) / "interp.wasm",
+                                  multivariant=mv).output.read_bytes())
+    assert outputs[0] == outputs[1]
