@@ -157,7 +157,7 @@ def test_whole_program_mode_pulls_bitcode_from_archives(project):
 
 def test_settings_from_environment_and_flags(project):
     cc("-c", "fib.c", "-o", "plain.o", env={"MEWE_VARIANTS": "0"}, cwd=project)
-    cc("-c", "fib.c", "-o", "flag.o", "-mewe-variants=2", env={"MEWE_VARIANTS": "0"}, cwd=project)
+    cc("-c", "fib.c", "-o", "flag.o", "-mewe-variants=2", "-mewe-max-cost=0", env={"MEWE_VARIANTS": "0"}, cwd=project)
     cc("-c", "fib.c", "-o", "seed1.o", "-mewe-seed=1", cwd=project)
     cc("-c", "fib.c", "-o", "seed1b.o", env={"MEWE_SEED": "1"}, cwd=project)
     assert b"mewe.units" not in (project / "plain.o").read_bytes()

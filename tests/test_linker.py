@@ -469,3 +469,21 @@ def test_variants_that_crash_codegen_are_dropped(tmp_path):
     assert res.returncode == 1 and not (tmp_path / "crash.wasm").exists()
     assert res.stderr.splitlines() == [
         "mewe: error: crash.ll: LLVM's code generator crashed: assertion 'MRI->getVRegDef(Reg) && \"Register use before def!\"' failed"]
+
+
+def test_variants_are_kept_within_the_cost_bound(tmp_path):
+    """Each body's cost estimate is in the manifest; a variant over --max-cost is kept only as a
+    function's one variant when no candidate is within it (the cheapest then)."""
+    from mewe.pipeline import CALL_COST
+
+    def build(max_cost):
+        mv = MultivariantOptions(variants=4, seed=3, max_cost=max_cost)
+        return mewe.build([EXAMPLES / "interp.c"], tmp_path / f"c{max_cost}.wasm", multivariant=mv).manifest
+
+    bounded, unbounded = build(1.1), build(0)
+    over = lambda r, c: c + CALL_COST > 1.1 * (r.costs[0] + CALL_COST)  # noqa: E731
+    for r in bounded.dispatched:
+        assert len(r.costs) == r.variants >= 2 and all(c > 0 for c in r.costs)
+        assert not any(over(r, c) for c in r.costs[1:]) or r.variants == 2, (r.name, r.costs)
+    assert any(over(r, c) for r in unbounded.dispatched for c in r.costs[1:])  # the bound did something
+    assert bounded.totals()["dispatched"] == unbounded.totals()["dispatched"]
