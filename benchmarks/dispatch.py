@@ -1,11 +1,12 @@
 """Run-time cost of multivariant execution: original vs multivariant builds, side by side.
 
 For each program, builds the plain module and a multivariant one (every eligible function
-behind a dispatcher, N variants each, made by the passes), then times both in alternation in
+behind a dispatcher, N variants each, made by the passes; --rerandomize, --max-cost and
+--inline-dispatch as the build options), then times both in alternation in
 one process (wasmtime, module compiled once, a fresh instance per run, output discarded) and
 reports the median time ratio and the geometric mean over programs.
 
-    python benchmarks/dispatch.py [--variants 4] [--runs 7] [--json out.json]
+    python benchmarks/dispatch.py [--variants 4] [--runs 7] [--rerandomize MODE] [--max-cost R] [--json out.json]
 """
 
 from __future__ import annotations

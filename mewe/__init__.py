@@ -1,7 +1,8 @@
 """mewe: multivariant WebAssembly for C and Rust services.
 
 Every function of a service is cloned into semantically equivalent variants; one wasm32-wasi
-module holds them all and a dispatcher picks a variant at random on every call. The stages
+module holds them all and a dispatcher picks a variant at random (at instance start, and
+again every so many dispatches: `MultivariantOptions.rerandomize`). The stages
 are importable: `mewe.frontends` (sources -> LLVM IR), `mewe.passes` (variants),
 `mewe.linker` (dispatchers, wasm codegen), `mewe.runtime` (the RNG and the host).
 
@@ -19,8 +20,8 @@ from mewe.pipeline import build, cargo_build  # noqa: E402
 from mewe.runtime import TraceDigest, run  # noqa: E402
 from mewe.inspect import preservation  # noqa: E402
 from mewe.types import (  # noqa: E402
-    BuildResult, CompileOptions, IRModule, Manifest, MultivariantOptions, Policy, Variant,
+    BuildResult, CompileOptions, IRModule, Manifest, MultivariantOptions, Policy, Rerandomize, Variant,
 )
 
 __all__ = ["build", "cargo_build", "run", "TraceDigest", "preservation", "MeweError", "BuildResult", "CompileOptions", "IRModule",
-           "Manifest", "MultivariantOptions", "Policy", "Variant", "__version__"]
+           "Manifest", "MultivariantOptions", "Policy", "Rerandomize", "Variant", "__version__"]

@@ -46,16 +46,19 @@ def instruction_count(body_lines) -> int:
 
 
 LOOP_WEIGHT = 8  # a loop's instructions count this many times per level of nesting (up to 3)
+FRAME_COST = 8  # a stack slot makes a frame on wasm's shadow stack: stack-pointer loads and stores
 
 
 def function_cost(fn: llvm.ValueRef) -> int:
     """A static run-time cost estimate of a defined function: its instructions, each weighted
-    LOOP_WEIGHT ** (the natural loops around its block), from the CFG llvmlite gives."""
+    LOOP_WEIGHT ** (the natural loops around its block), from the CFG llvmlite gives; and
+    FRAME_COST if it has stack slots."""
     blocks = list(fn.blocks)
     index = {_address(b): i for i, b in enumerate(blocks)}
-    sizes, succs = [], []
+    sizes, succs, frame = [], [], 0
     for b in blocks:
         instructions = list(b.instructions)
+        frame = frame or FRAME_COST * any(i.opcode == "alloca" for i in instructions)
         sizes.append(len(instructions))
         succs.append([index[_address(o)] for o in instructions[-1].operands
                       if o.value_kind == llvm.ValueKind.basic_block] if instructions else [])
@@ -89,7 +92,7 @@ def function_cost(fn: llvm.ValueRef) -> int:
                 work += preds[w]
         for w in body:
             depth[w] += 1
-    return sum(n * LOOP_WEIGHT ** min(3, d) for n, d in zip(sizes, depth))
+    return frame + sum(n * LOOP_WEIGHT ** min(3, d) for n, d in zip(sizes, depth))
 
 
 def _address(ref: llvm.ValueRef) -> int:

@@ -487,3 +487,41 @@ def test_variants_are_kept_within_the_cost_bound(tmp_path):
         assert not any(over(r, c) for c in r.costs[1:]) or r.variants == 2, (r.name, r.costs)
     assert any(over(r, c) for r in unbounded.dispatched for c in r.costs[1:])  # the bound did something
     assert bounded.totals()["dispatched"] == unbounded.totals()["dispatched"]
+
+
+COST_LL = """
+define i32 @straight(i32 %n) {
+  %a = add i32 %n, 1
+  ret i32 %a
+}
+
+define i32 @nested(i32 %n) {
+entry:
+  %slot = alloca i32, align 4
+  br label %outer
+outer:
+  %i = phi i32 [ 0, %entry ], [ %i1, %outer.latch ]
+  br label %inner
+inner:
+  %j = phi i32 [ 0, %outer ], [ %j1, %inner ]
+  %j1 = add i32 %j, 1
+  %more = icmp slt i32 %j1, %n
+  br i1 %more, label %inner, label %outer.latch
+outer.latch:
+  %i1 = add i32 %i, 1
+  %again = icmp slt i32 %i1, %n
+  br i1 %again, label %outer, label %exit
+exit:
+  ret i32 %i1
+}
+"""
+
+
+def test_cost_estimate_weights_loops_and_frames():
+    from mewe.llvmir import FRAME_COST, LOOP_WEIGHT, function_cost, parse_module
+
+    mod = parse_module(COST_LL)
+    assert function_cost(mod.get_function("straight")) == 2
+    # entry 2 and exit 1 outside loops; outer 2 and latch 3 in one loop; inner 4 in two
+    expected = FRAME_COST + 3 + 5 * LOOP_WEIGHT + 4 * LOOP_WEIGHT ** 2
+    assert function_cost(mod.get_function("nested")) == expected
