@@ -180,7 +180,8 @@ def _add_multivariant_options(b: argparse.ArgumentParser) -> None:
     mv.add_argument("--trace", action="store_true", default=None, help="record every dispatch (see 'mewe run --trace')")
     mv.add_argument("--rerandomize", type=_rerandomize, metavar="MODE",
                     help="when a variant is drawn anew: call (every call), every:N (each function's variant re-drawn "
-                         "after about N dispatches of the module; default every:1000) or request (once per instance)")
+                         "after about N of its calls, and about every N dispatches of the module; default "
+                         "every:1000) or request (once per instance)")
     mv.add_argument("--reseed", type=int, metavar="N", help="draws between re-seeds from WASI random_get")
     mv.add_argument("--max-cost", dest="max_cost", type=float, metavar="RATIO",
                     help="keep only variants whose machine code is at most RATIO times the original's; a function "

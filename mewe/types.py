@@ -148,8 +148,9 @@ MODES = ("call", "every", "request")
 @dataclass(frozen=True)
 class Rerandomize:
     """When dispatchers draw a fresh variant: `call` (on every call), `every:N` (each function's
-    variant is kept in a slot and re-drawn after a random run of about N dispatches of the
-    module, mean N) or `request` (drawn once per instance). Every mode draws at instance start."""
+    variant is kept in a slot and re-drawn after a random run of about N of its calls, mean N,
+    or sooner when the module's epoch moves on, about every N dispatches of the module) or
+    `request` (drawn once per instance). Every mode draws at instance start."""
 
     kind: str = "every"
     period: int = 1000  # every:N only
