@@ -67,7 +67,8 @@ def _choose(levels: list[dict], reports: list[FunctionReport], used: dict[str, l
     """Per function, the variants to keep: those whose code differs from the original's and
     every earlier survivor's at every level, and whose cost estimate (the linker's, in
     `reports`) is within `mv.max_cost` times the original's, counting CALL_COST for the call
-    itself (if none is, the cheapest distinct one); at most `mv.variants`, in candidate order."""
+    itself (if none is, the cheapest distinct one); the `mv.variants` cheapest of those, kept in
+    candidate order. Without a bound, the first `mv.variants` distinct ones."""
     chosen = {}
     body_costs = {r.name: r.costs for r in reports}
     for name, variants in used.items():
@@ -80,9 +81,12 @@ def _choose(levels: list[dict], reports: list[FunctionReport], used: dict[str, l
                     s.add(code)
                 distinct.append((k, variant))
         cost = {k: body_costs[name][k] for k in [0, *(k for k, _ in distinct)]}
-        bound = (cost[0] + CALL_COST) * mv.max_cost - CALL_COST if mv.max_cost else float("inf")
-        kept = [(k, v) for k, v in distinct if cost[k] <= bound] or sorted(distinct, key=lambda kv: cost[kv[0]])[:1]
-        kept = sorted(kept[:mv.variants])
+        if mv.max_cost:
+            bound = (cost[0] + CALL_COST) * mv.max_cost - CALL_COST
+            by_cost = sorted(distinct, key=lambda kv: (cost[kv[0]], kv[0]))
+            kept = sorted([(k, v) for k, v in by_cost if cost[k] <= bound][:mv.variants] or by_cost[:1])
+        else:
+            kept = distinct[:mv.variants]
         chosen[name] = [v for _, v in kept]
     return chosen
 
