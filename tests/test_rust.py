@@ -247,7 +247,10 @@ def test_qr_endpoints_are_diversified(qr):
     built, _ = qr
     for name, result in built.items():
         assert dispatched_share(result) >= 0.9, name
-        assert result.manifest.totals()["bodies"] >= 2.5 * result.manifest.totals()["dispatched"], name
+        # At least one variant each; how many more the cost bound (--max-cost) decides, by the
+        # estimates the manifest records.
+        assert result.manifest.totals()["bodies"] > 2.2 * result.manifest.totals()["dispatched"], name
+        assert all(len(f.costs) == f.variants for f in result.manifest.dispatched), name
 
 
 def test_qr_output_matches_the_plain_build(qr, tmp_path):
