@@ -2,7 +2,8 @@
 
 Csmith (Debian's `csmith` and `libcsmith-dev`) writes programs that print a checksum of their
 globals. Each program is built twice for wasm32 by mewe: plain, and multivariant with every
-pass stacked on every variant (a random build seed per program). Both run under wasmtime; the
+pass stacked on every variant (a random build seed per program, which also picks the
+re-randomization mode; no cost bound, so every variant made is kept and run). Both run under wasmtime; the
 multivariant one under random dispatch and with each variant pinned. A different checksum, a
 trap, or a build that crashes where the plain one did not is a mismatch: the program and the
 seed are kept, and with `--reduce` creduce shrinks the program to a regression test.
@@ -84,9 +85,14 @@ def _run(module: Path, policy: str | None, timeout: float) -> str:
     return found.group(1).decode()
 
 
+MODES = ("every:1000", "call", "request", "every:3")  # one per build, by its seed
+
+
 def _multivariant(variants: int, seed: int, passes: str) -> list[str]:
-    """The multivariant build's flags: every variant made by stacking all of `passes`, afresh."""
-    return ["--variants", str(variants), "--seed", str(seed), "--passes", passes, "--no-cache"]
+    """The multivariant build's flags: every variant made by stacking all of `passes`, afresh,
+    all of them kept whatever they cost, and a re-randomization mode that follows the seed."""
+    return ["--variants", str(variants), "--seed", str(seed), "--passes", passes, "--no-cache", "--max-cost", "0",
+            "--rerandomize", MODES[seed % len(MODES)]]
 
 
 def policies(variants: int) -> list[str]:
