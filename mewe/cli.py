@@ -55,6 +55,10 @@ def _multivariant(args: argparse.Namespace) -> MultivariantOptions:
              "include": tuple(args.only) or None, "exclude": tuple(args.skip) or None, "policy": args.policy,
              "dispatch": args.dispatch, "tail_calls": args.tail_calls, "trace": args.trace, "reseed": args.reseed,
              "rerandomize": args.rerandomize, "max_size": args.max_size, "max_cost": args.max_cost, "jobs": args.jobs, "executor": args.executor, "cache": args.cache}
+    if args.profile is not None:
+        from mewe.profile import hot_functions
+
+        flags["hot"] = hot_functions(args.profile)
     return dataclasses.replace(multivariant, **{k: v for k, v in flags.items() if v is not None})
 
 
@@ -186,6 +190,9 @@ def _add_multivariant_options(b: argparse.ArgumentParser) -> None:
     mv.add_argument("--max-cost", dest="max_cost", type=float, metavar="RATIO",
                     help="keep only variants whose machine code is at most RATIO times the original's; a function "
                          "with none keeps its cheapest (default 1.25; 0: any)")
+    mv.add_argument("--profile", metavar="TRACE",
+                    help="a 'mewe run --trace' file: --max-cost bounds only the functions that took at least "
+                         "0.1%% of its dispatches; cold ones keep any variant")
     mv.add_argument("--max-size", dest="max_size", type=int, metavar="N",
                     help="leave functions of more than N instructions undiversified (default 20000)")
     mv.add_argument("--jobs", type=int, metavar="N", help="processes making variants (default: one per CPU)")

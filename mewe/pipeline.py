@@ -68,7 +68,8 @@ def _choose(levels: list[dict], reports: list[FunctionReport], used: dict[str, l
     every earlier survivor's at every level, and whose cost estimate (the linker's, in
     `reports`) is within `mv.max_cost` times the original's, counting CALL_COST for the call
     itself (if none is, the cheapest distinct one); the `mv.variants` cheapest of those, kept in
-    candidate order. Without a bound, the first `mv.variants` distinct ones."""
+    candidate order. Without a bound, or for a function a profile found cold (not in `mv.hot`),
+    the first `mv.variants` distinct ones."""
     chosen = {}
     body_costs = {r.name: r.costs for r in reports}
     for name, variants in used.items():
@@ -81,7 +82,7 @@ def _choose(levels: list[dict], reports: list[FunctionReport], used: dict[str, l
                     s.add(code)
                 distinct.append((k, variant))
         cost = {k: body_costs[name][k] for k in [0, *(k for k, _ in distinct)]}
-        if mv.max_cost:
+        if mv.max_cost and (mv.hot is None or name in mv.hot):
             bound = (cost[0] + CALL_COST) * mv.max_cost - CALL_COST
             by_cost = sorted(distinct, key=lambda kv: (cost[kv[0]], kv[0]))
             kept = sorted([(k, v) for k, v in by_cost if cost[k] <= bound][:mv.variants] or by_cost[:1])

@@ -187,6 +187,7 @@ class MultivariantOptions:
     trace: bool = False  # record (function, variant) for every dispatch
     rerandomize: Rerandomize = Rerandomize()  # when a function's variant is drawn anew
     max_cost: float = 1.25  # keep variants costing at most this times the original (0: any)
+    hot: frozenset[str] | None = None  # functions the bound applies to (None: all); see mewe.profile
     inline_dispatch: int = 64  # call sites of functions up to this many instructions branch on the slot themselves
     reseed: int = 65536  # draws between re-seeds from WASI random_get
     max_size: int = 20_000  # instructions; larger functions keep one body (bounds time and memory)

@@ -102,3 +102,29 @@ def test_bad_multivariant_options(tmp_path, args, message):
     res = mewe("build", EXAMPLES / "hash.c", *args, "-o", tmp_path / "h.wasm")
     assert res.returncode in (1, 2) and message in res.stderr and len(res.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "h.wasm").exists()
+
+
+def test_profile_bounds_only_hot_functions(tmp_path):
+    """--profile TRACE: --max-cost bounds the functions the traced runs called often; the rest
+    keep any variant. A file that is not a trace is one error line."""
+    traced = tmp_path / "traced.wasm"
+    assert mewe("build", EXAMPLES / "interp.c", "--variants", "4", "--trace", "-o", traced).returncode == 0
+    run = mewe("run", "--trace", tmp_path / "profile.jsonl", traced, stdin=b"print fib(15)\n")
+    assert run.returncode == 0 and run.stdout == b"610\n"
+    manifests = {}
+    for name, extra in (("bounded", []), ("profiled", ["--profile", tmp_path / "profile.jsonl"])):
+        res = mewe("build", EXAMPLES / "interp.c", "--variants", "4", *extra, "-o", tmp_path / f"{name}.wasm")
+        assert res.returncode == 0, res.stderr
+        manifests[name] = {f["name"]: f for f in json.loads((tmp_path / f"{name}.manifest.json").read_text())["functions"]}
+    hot = {json.loads(line)["function"] for line in (tmp_path / "profile.jsonl").read_text().splitlines()}
+    assert "fib_rec" in hot and "op_mod" not in hot
+    for name, f in manifests["profiled"].items():
+        if name in hot:  # the same bound, so the same choice
+            assert f["variants"] == manifests["bounded"][name]["variants"], name
+        else:
+            assert f["variants"] >= manifests["bounded"][name]["variants"], name
+    assert sum(f["variants"] for f in manifests["profiled"].values()) > sum(f["variants"] for f in manifests["bounded"].values())
+    (tmp_path / "bad.jsonl").write_text("not json\n")
+    bad = mewe("build", EXAMPLES / "interp.c", "--variants", "2", "--profile", tmp_path / "bad.jsonl", "-o", tmp_path / "x.wasm")
+    assert bad.returncode == 1 and "bad.jsonl:1: not a dispatch trace line" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.wasm").exists()
