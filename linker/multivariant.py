@@ -79,7 +79,7 @@ def _skip_reason(name: str, mt: ModuleText, twice: set[str]) -> str:
         return mt.header_errors[name]
     d = mt.definitions[name]
     h = d.header
-    attrs = mt.attribute_groups.get(h.attr_group or "", "").split() + h.suffix
+    attrs = _attributes(h, mt)
     body = "\n".join(d.body(mt.lines))
     if h.varargs:
         return "varargs"

@@ -188,8 +188,8 @@ def _add_multivariant_options(b: argparse.ArgumentParser) -> None:
                          "every:1000) or request (once per instance)")
     mv.add_argument("--reseed", type=int, metavar="N", help="draws between re-seeds from WASI random_get")
     mv.add_argument("--max-cost", dest="max_cost", type=float, metavar="RATIO",
-                    help="keep only variants whose machine code is at most RATIO times the original's; a function "
-                         "with none keeps its cheapest (default 1.25; 0: any)")
+                    help="keep only variants whose estimated cost (loop-weighted IR instructions) is at most RATIO "
+                         "times the original's; a function with none keeps its cheapest (default 1.25; 0: any)")
     mv.add_argument("--profile", metavar="TRACE",
                     help="a 'mewe run --trace' file: --max-cost bounds only the functions that took at least "
                          "0.1%% of its dispatches; cold ones keep any variant")

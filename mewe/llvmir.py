@@ -54,6 +54,8 @@ def function_cost(fn: llvm.ValueRef) -> int:
     LOOP_WEIGHT ** (the natural loops around its block), from the CFG llvmlite gives; and
     FRAME_COST if it has stack slots."""
     blocks = list(fn.blocks)
+    if not blocks:
+        return 0
     index = {_address(b): i for i, b in enumerate(blocks)}
     sizes, succs, frame = [], [], 0
     for b in blocks:
@@ -68,9 +70,8 @@ def function_cost(fn: llvm.ValueRef) -> int:
             preds[v].append(u)
     # Back edges (to a block on the depth-first stack) name loop headers and their latches.
     latches: dict[int, list[int]] = {}
-    state = [0] * len(blocks)  # 0 unvisited, 1 on the stack, 2 done
-    stack = [(0, iter(succs[0]))] if blocks else []
-    state[0:1] = [1] * min(1, len(blocks))
+    state = [1] + [0] * (len(blocks) - 1)  # 0 unvisited, 1 on the stack, 2 done
+    stack = [(0, iter(succs[0]))]
     while stack:
         u, it = stack[-1]
         v = next(it, None)

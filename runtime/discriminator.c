@@ -35,7 +35,6 @@ __attribute__((import_module("mewe"), import_name("rand"))) uint32_t mewe_host_r
 extern uint32_t mewe_state[4];
 extern uint32_t mewe_budget;
 uint32_t mewe_choose_slow(uint32_t n);
-extern uint32_t __mewe_epoch;
 #else
 #ifdef MEWE_RUNTIME_OBJECT
 #define SHARED __attribute__((visibility("hidden")))
