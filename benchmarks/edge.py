@@ -1,15 +1,17 @@
 """The reference evaluation on one machine, for its seven endpoints (services/).
 
-Builds libsodium twice with its own configure + make through mewe-cc (plain, and multivariant
-with tracing; see libsodium.py) and links each C service against each; builds the Rust QR
-service (services/qr, qrcode 0.12) with `mewe cargo build`, plain and multivariant; then measures:
+Builds libsodium three times with its own configure + make through mewe-cc (plain, multivariant
+with the default options, and the same with tracing; see libsodium.py) and links each C service
+against each; builds the Rust QR service (services/qr, qrcode 0.12) with `mewe cargo build` the
+same three ways; then measures:
 
 - RQ1 static diversity: functions, dispatched functions, bodies, variants still distinct in
   the wasm and after Cranelift (`mewe.preservation`), sizes.
-- RQ2/RQ3 path diversity: `mewe serve --nodes N`; the same request sent until every node
+- RQ2/RQ3 path diversity (the traced builds): `mewe serve --nodes N`; the same request sent until every node
   answered CALLS times; unique trace hashes per node and overall, and the normalized entropy
   of the path distribution.
-- Overhead: latency of the plain and the multivariant service, alternated in one run: in
+- Overhead: latency of the plain and the multivariant service (the default build, which is what
+  a user deploys: tracing adds a call per dispatch), alternated in one run: in
   process (`mewe.run`, instantiation included, compilation excluded) and through the
   emulator (HTTP on loopback).
 - RQ4 timing side channel: latencies under `pinned:K` (one fixed path per K), each K against
@@ -41,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 BIN = Path(sys.executable).parent
 SERVICES = ("encrypt", "decrypt", "random", "invert", "bin2base64")
 RUST_SERVICES = ("qr_str", "qr_image")
+KINDS = ("plain", "multivariant", "traced")  # traced: the default build with --trace, for RQ2/RQ3
 QR_REQUEST = b"https://example.org/multivariant-execution-at-the-edge"
 # The reference's per-endpoint figures: functions, dispatchers, variants, unique-path ratio per node
 # (lowest), slowdown of the median latency.
@@ -66,25 +69,28 @@ def build_libsodium(work: Path, variants: int, jobs: int, reuse: bool) -> dict[s
     lib = _bench("libsodium")
     source = lib.fetch()
     trees = {}
-    for kind, settings in (("plain", {"MEWE_VARIANTS": "0"}),
-                           ("multivariant", {"MEWE_VARIANTS": str(variants), "MEWE_TRACE": "1"})):
+    for kind, settings in (("plain", {"MEWE_VARIANTS": "0"}), ("multivariant", {"MEWE_VARIANTS": str(variants)}),
+                           ("traced", {"MEWE_VARIANTS": str(variants), "MEWE_TRACE": "1"})):
         dest = work / f"libsodium-{kind}"
-        if not (reuse and (dest / "src" / "libsodium" / ".libs" / "libsodium.a").is_file()):
+        stamp = dest / "mewe-settings.json"  # --reuse only a tree built with these settings
+        built = (dest / "src" / "libsodium" / ".libs" / "libsodium.a").is_file() and stamp.is_file()
+        if not (reuse and built and json.loads(stamp.read_text()) == settings):
             start = time.perf_counter()
             lib.build(source, dest, settings, jobs)
+            stamp.write_text(json.dumps(settings))
             print(f"libsodium {kind}: built in {time.perf_counter() - start:.0f} s", flush=True)
         trees[kind] = dest / "src" / "libsodium"
     return trees
 
 
 def build_services(trees: dict[str, Path], out: Path, variants: int, names: tuple[str, ...]) -> dict[str, dict[str, Path]]:
-    built: dict[str, dict[str, Path]] = {"plain": {}, "multivariant": {}}
+    built: dict[str, dict[str, Path]] = {kind: {} for kind in KINDS}
     for kind, lib in trees.items():
         for name in (n for n in SERVICES if n in names):
             target = out / kind / f"{name}.wasm"
             target.parent.mkdir(parents=True, exist_ok=True)
-            flags = ["-mewe-variants=0"] if kind == "plain" else [f"-mewe-variants={variants}", "-mewe-trace=1",
-                                                                 "-mewe-manifest"]
+            flags = {"plain": ["-mewe-variants=0"], "multivariant": [f"-mewe-variants={variants}", "-mewe-manifest"],
+                     "traced": [f"-mewe-variants={variants}", "-mewe-trace=1"]}[kind]
             subprocess.run([str(BIN / "mewe-cc"), "-O2", *flags, f"-I{lib / 'include'}",
                             str(ROOT / "services" / f"{name}.c"), f"-L{lib / '.libs'}", "-lsodium", "-o", str(target)],
                            check=True)
@@ -93,15 +99,16 @@ def build_services(trees: dict[str, Path], out: Path, variants: int, names: tupl
 
 
 def build_rust_services(out: Path, variants: int, names: tuple[str, ...]) -> dict[str, dict[str, Path]]:
-    """The QR endpoints, each built plain and multivariant (traced) by `mewe.cargo_build`."""
+    """The QR endpoints, each built plain, multivariant and traced by `mewe.cargo_build`."""
     import shutil
 
     from mewe import MultivariantOptions, cargo_build
 
     project = out / "qr"
     shutil.copytree(ROOT / "services" / "qr", project, ignore=shutil.ignore_patterns("target", "Cargo.lock"))
-    built: dict[str, dict[str, Path]] = {"plain": {}, "multivariant": {}}
-    for kind, mv in (("plain", MultivariantOptions()), ("multivariant", MultivariantOptions(variants=variants, trace=True))):
+    built: dict[str, dict[str, Path]] = {kind: {} for kind in KINDS}
+    for kind, mv in (("plain", MultivariantOptions()), ("multivariant", MultivariantOptions(variants=variants)),
+                     ("traced", MultivariantOptions(variants=variants, trace=True))):
         for name in (n for n in RUST_SERVICES if n in names):
             target = out / kind / f"{name}.wasm"
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -328,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         out = {"settings": {k: v for k, v in vars(args).items() if k not in ("work", "json")}, "reference": REFERENCE}
         out["rq1"] = rq1(services)
         print("RQ1", json.dumps(out["rq1"]), flush=True)
-        out["rq2_rq3"] = rq2_rq3(services["multivariant"], bodies, args.nodes, args.calls)
+        out["rq2_rq3"] = rq2_rq3(services["traced"], bodies, args.nodes, args.calls)
         print("RQ2/3", json.dumps(out["rq2_rq3"]), flush=True)
         out["overhead"] = overhead(services, bodies, args.runs, tmp)
         print("overhead", json.dumps(out["overhead"]), flush=True)

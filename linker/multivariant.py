@@ -24,7 +24,6 @@ from .irtext import PLACEMENT, Definition, Header, ModuleText, Unsupported, abi_
 
 CHOOSE = "__mewe_choose"
 TRACE = "__mewe_trace"
-EPOCH = "__mewe_epoch"
 REDRAW = "__mewe_redraw"
 MAX_BODIES = 256  # a slot holds the variant in 8 bits
 # Function attributes a dispatcher must not keep: it writes the discriminator's state.
@@ -159,7 +158,7 @@ def _dispatcher(plan: _Plan, mt: ModuleText, options: MultivariantOptions) -> tu
         lines.append(f"  %mewe.k = call i32 @{CHOOSE}(i32 {n})")
     else:
         slot = quote_name(f"{header.name}.mewe.slot")
-        extra.append(f"{slot} = internal global {{ i64, i32, i32 }} zeroinitializer, align 8")
+        extra.append(f"{slot} = internal global {{ i64, ptr, i32 }} zeroinitializer, align 8")
         lines += _slot_read(slot, n, options.rerandomize)
     if options.trace:
         lines.append(f"  call void @{TRACE}(i32 {plan.dispatch_id}, i32 %mewe.k)")
@@ -186,17 +185,11 @@ def _slot_read(slot: str, n: int, mode: Rerandomize) -> list[str]:
     period = mode.period if mode.kind == "every" else 0
     lines = [f"  %mewe.held = load i64, ptr {slot}, align 8",
              "  %mewe.spent = icmp ult i64 %mewe.held, 256"]
-    if period:  # count this call, and follow the module's epoch
+    if period:  # count this call
         lines += ["  %mewe.left = sub i64 %mewe.held, 256",
-                  f"  store i64 %mewe.left, ptr {slot}, align 8",
-                  f"  %mewe.epoch = load i32, ptr @{EPOCH}, align 4",
-                  f"  %mewe.at = getelementptr inbounds i8, ptr {slot}, i32 8",
-                  "  %mewe.drawn.in = load i32, ptr %mewe.at, align 8",
-                  "  %mewe.moved = icmp ne i32 %mewe.epoch, %mewe.drawn.in",
-                  "  %mewe.stale = or i1 %mewe.spent, %mewe.moved"]
-    stale = "%mewe.stale" if period else "%mewe.spent"
+                  f"  store i64 %mewe.left, ptr {slot}, align 8"]
     return lines + [
-        f"  br i1 {stale}, label %mewe.draw, label %mewe.pick",
+        "  br i1 %mewe.spent, label %mewe.draw, label %mewe.pick",
         "mewe.draw:",
         f"  %mewe.drawn = call i64 @{REDRAW}(ptr {slot}, i32 {n}, i32 {period})",
         "  br label %mewe.pick",
@@ -271,7 +264,7 @@ def _rewrite(mt: ModuleText, plans: list[_Plan], options: MultivariantOptions) -
         if options.trace:
             out.append(f"declare void @{TRACE}(i32, i32)")
         if options.rerandomize.kind != "call":
-            out += [f"@{EPOCH} = external hidden global i32, align 4", f"declare i64 @{REDRAW}(ptr, i32, i32)"]
+            out.append(f"declare i64 @{REDRAW}(ptr, i32, i32)")
     return "\n".join(out + extra) + "\n"
 
 

@@ -45,9 +45,6 @@ SHARED uint32_t mewe_state[4];
 /* Draws left before the slow path. 0 sends every draw there: before seeding, when a
  * re-seed is due, and always under the pinned and host policies. */
 SHARED uint32_t mewe_budget;
-/* Slot dispatchers compare their slot's epoch with this (see __mewe_redraw), so it is not
- * static even in a whole-program build. */
-__attribute__((visibility("hidden"))) uint32_t __mewe_epoch;
 static uint32_t policy = MEWE_POLICY;
 static uint64_t policy_arg = MEWE_POLICY_ARG;
 #endif
@@ -121,18 +118,32 @@ __attribute__((always_inline)) uint32_t __mewe_choose(uint32_t n) {
 /* Slot dispatchers (--rerandomize every:N and request) keep each function's variant in a
  * slot. `held` is the variant in its low 8 bits and, above them, the calls of the function left
  * before it is re-drawn; a dispatcher takes 256 off and finds it stale when fewer than 256 were
- * left (a zero slot, at instance start, is stale). Under every:N it is also stale when its
- * `epoch` differs from the module's: the epoch moves on when the lives used up by all
- * functions add up to a random run of about N more dispatches, so a function called rarely
- * is re-drawn about every N dispatches of the module too. Re-drawing is lazy (a function's
- * own call finds its slot stale), so its cost does not grow with the number of functions. */
+ * left (a zero slot, at instance start, is stale), so a call costs a load, a subtract, a store
+ * and a branch the CPU predicts. Every slot drawn is on a list; under every:N the module's epoch
+ * ends when the lives used up by all functions add up to a random run of about N more
+ * dispatches, and then every listed slot is zeroed, so a function called rarely is re-drawn
+ * about every N dispatches of the module too. The list holds only slots drawn since the last
+ * epoch, each once, so an epoch's end costs no more than the draws that led to it: re-drawing
+ * stays O(1) per call, whatever the number of functions. */
 struct mewe_slot {
     uint64_t held;
-    uint32_t epoch;
-    uint32_t life; /* the calls it was drawn for */
+    struct mewe_slot *next; /* on the list when nonzero */
+    uint32_t life;          /* the calls it was drawn for */
 };
 
+static struct mewe_slot *drawn; /* slots drawn this epoch; the last one points to `tail` */
+static struct mewe_slot tail;
 static uint64_t used, next_epoch; /* lives used up; where the next epoch begins */
+
+/* Every listed slot is stale from here on. */
+static void new_epoch(void) {
+    for (struct mewe_slot *s = drawn, *next; s && s != &tail; s = next) {
+        next = s->next;
+        s->held = 0;
+        s->next = 0;
+    }
+    drawn = 0;
+}
 
 /* A random run length with mean `period`, 1 to 2*period-1 (so an observer cannot count to
  * the next re-draw); a pinned policy's draws are all alike, so a fixed one then. */
@@ -146,16 +157,19 @@ __attribute__((noinline, cold, visibility("hidden"))) uint64_t __mewe_redraw(str
                                                                              uint32_t period) {
     uint64_t life = 1ull << 48;
     if (period) {
-        if (s->epoch == __mewe_epoch) { /* its own calls used its life up */
+        if (s->next) { /* listed: its own calls used its life up */
             used += s->life;
             if (used >= next_epoch) {
-                __mewe_epoch++;
+                new_epoch();
                 next_epoch = used + lifetime(period);
             }
         }
         life = lifetime(period);
     }
-    s->epoch = __mewe_epoch;
+    if (!s->next) {
+        s->next = drawn ? drawn : &tail;
+        drawn = s;
+    }
     s->life = (uint32_t)life;
     return s->held = life << 8 | __mewe_choose(n);
 }
@@ -173,7 +187,7 @@ __attribute__((export_name("mewe_configure"))) int32_t mewe_configure(uint32_t k
     policy = kind;
     policy_arg = (uint64_t)lo | (uint64_t)hi << 32;
     mewe_budget = 0;
-    __mewe_epoch++; /* every slot drawn under every:N before is stale now */
+    new_epoch(); /* every slot drawn before is stale now, in every mode */
     return 0;
 }
 

@@ -320,6 +320,38 @@ def test_every_n_keeps_a_variant_for_random_runs_of_about_n_dispatches(tmp_path,
     assert _fib_picks(module, tmp_path, policy="seeded:5") == _fib_picks(module, tmp_path, policy="seeded:5")
 
 
+RARE_C = r"""
+#include <stdio.h>
+__attribute__((noinline)) unsigned hot(unsigned x) { return x * 2654435761u + 1; }
+__attribute__((noinline)) unsigned rare(unsigned x) { return x ^ (x >> 7); }
+int main(void) {
+    unsigned s = 1;
+    for (int i = 0; i < 400; i++) {
+        for (int j = 0; j < 500; j++) s = hot(s);
+        s = rare(s);
+    }
+    printf("%u\n", s);
+    return 0;
+}
+"""
+
+
+def test_every_n_redraws_a_rarely_called_function_as_the_module_runs(tmp_path):
+    """rare() is called 400 times, once per 500 dispatches of hot(): its own life (about 64 of
+    its calls) would outlast most of the run, but the module's epochs end about every 64
+    dispatches, and each one makes rare()'s slot stale."""
+    (tmp_path / "rare.c").write_text(RARE_C)
+    module = build_mv(tmp_path, tmp_path / "rare.c", "rare", trace=True, rerandomize=Rerandomize("every", 64)).output
+    trace: list = []
+    status, out = run(module, tmp_path, trace=trace)
+    picks = [k for fn, k in trace if fn == "rare"]
+    assert status == 0 and len(picks) == 400
+    # A fresh draw on nearly every call: a new variant 3 times in 4, against about 6 changes in
+    # the run if only rare()'s own calls counted.
+    assert _changes(picks) > 200, _changes(picks)
+    assert run(module, tmp_path, policy="pinned:1") == (0, out)
+
+
 def test_request_mode_draws_once_per_instance_and_call_mode_every_call(tmp_path):
     request = build_mv(tmp_path, EXAMPLES / "interp.c", "request", trace=True, rerandomize=Rerandomize("request")).output
     firsts = set()
