@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from mewe.llvmir import split_top
+from mewe.llvmir import GLOBAL_NAME, quote_name, split_top, unquote_name
 
 OPEN, CLOSE = "([{<", ")]}>"
 LINKAGES = {"private", "internal", "available_externally", "linkonce", "weak", "common", "appending",
@@ -20,7 +20,7 @@ PLACEMENT = LINKAGES | {"dso_local", "dso_preemptable", "default", "hidden", "pr
 ABI_ATTRS = ("zeroext", "signext", "inreg", "byval", "byref", "sret", "inalloca", "preallocated",
              "align", "nest", "swiftself", "swifterror", "swiftasync", "noundef")
 CCONV = re.compile(r"^(ccc|fastcc|coldcc|tailcc|cc\d+|cc|preserve_\w+|swiftcc|swifttailcc|cxx_fast_tlscc|ghccc|anyregcc|webkit_jscc)$")
-NAME = r'@(?:"(?:[^"\\]|\\.)*"|[-a-zA-Z$._0-9]+)'
+NAME = GLOBAL_NAME
 
 
 def tokens(text: str) -> list[str]:
@@ -46,21 +46,6 @@ def tokens(text: str) -> list[str]:
     if cur:
         out.append("".join(cur))
     return out
-
-
-def quote_name(name: str) -> str:
-    """`@name` as LLVM prints it, quoted when it has characters a bare name cannot."""
-    if re.fullmatch(r"[-a-zA-Z$._][-a-zA-Z$._0-9]*", name):
-        return "@" + name
-    return '@"' + name.replace("\\", "\\5C").replace('"', "\\22") + '"'
-
-
-def unquote_name(token: str) -> str:
-    body = token[1:]
-    if body.startswith('"'):
-        body = body[1:-1]
-        body = re.sub(r"\\([0-9A-Fa-f]{2})", lambda m: chr(int(m.group(1), 16)), body)
-    return body
 
 
 @dataclass

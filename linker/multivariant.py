@@ -17,10 +17,10 @@ from typing import Mapping, Sequence
 import llvmlite.binding as llvm
 
 from mewe.errors import MeweError
-from mewe.llvmir import function_cost, instruction_count, llvm_error, new_context, parse_module
+from mewe.llvmir import function_cost, instruction_count, llvm_error, new_context, parse_module, quote_name, unquote_name
 from mewe.types import FunctionReport, IRModule, MultivariantOptions, Rerandomize, Variant
 
-from .irtext import PLACEMENT, Definition, Header, ModuleText, Unsupported, abi_only, parse_header, quote_name, tokens
+from .irtext import NAME, PLACEMENT, Definition, Header, ModuleText, Unsupported, abi_only, parse_header, tokens
 
 CHOOSE = "__mewe_choose"
 TRACE = "__mewe_trace"
@@ -60,20 +60,26 @@ class _Plan:
 
 
 def _returns_twice(mt: ModuleText) -> set[str]:
-    """Functions declared or defined with returns_twice (setjmp and friends)."""
+    """Functions declared or defined with returns_twice (setjmp and friends), as spelled."""
     names = set()
     for line in mt.lines:
         if line.startswith(("declare ", "define ")):
-            m = re.search(r"(@[-\w$.\"]+)\(.*?(#\d+)", line)
+            m = re.search(rf"({NAME})\(.*?(#\d+)", line)
             if m and "returns_twice" in mt.attribute_groups.get(m.group(2), "").split():
                 names.add(m.group(1))
     return names
 
 
+def _block_addressed(mt: ModuleText) -> set[str]:
+    """Functions whose block addresses are taken (one scan of the module)."""
+    return {unquote_name(m) for line in mt.lines if "blockaddress(" in line
+            for m in re.findall(rf"blockaddress\(({NAME}),", line)}
+
+
 _EH_RE = re.compile(r"^\s*(?:%[-\w$.\"]+ = )?(?:invoke|landingpad|catchswitch|catchpad|cleanuppad|resume)\b", re.M)
 
 
-def _skip_reason(name: str, mt: ModuleText, twice: set[str]) -> str:
+def _skip_reason(name: str, mt: ModuleText, twice: set[str], addressed: set[str]) -> str:
     if name in mt.header_errors:
         return mt.header_errors[name]
     d = mt.definitions[name]
@@ -98,7 +104,7 @@ def _skip_reason(name: str, mt: ModuleText, twice: set[str]) -> str:
         return "uses exception handling (invoke or EH pads)"
     if any(f"{callee}(" in body for callee in twice):
         return "calls a returns_twice function (setjmp)"
-    if f"blockaddress({quote_name(name)}," in "\n".join(mt.lines):
+    if name in addressed:
         return "its block addresses are taken"
     return ""
 
@@ -207,7 +213,10 @@ def _plan(name: str, mt: ModuleText, variants: Sequence[Variant]) -> _Plan:
     seen = {_canonical(d.header, original_body)}
     used: list[Variant] = []
     dropped = 0
+    drops = [f"{','.join(v.passes)}: {v.error}" for v in variants if v.error]
     for v in variants:
+        if v.error:
+            continue
         lines = v.ir.strip("\n").split("\n")
         try:
             header = parse_header(lines[0])
@@ -222,7 +231,7 @@ def _plan(name: str, mt: ModuleText, variants: Sequence[Variant]) -> _Plan:
         seen.add(key)
         bodies.append((header, lines[1:], tuple(v.passes)))
         used.append(v)
-    report = FunctionReport(name, "dispatched", variants=len(bodies), dropped=dropped,
+    report = FunctionReport(name, "dispatched", variants=len(bodies), dropped=dropped, drops=drops,
                             passes=[list(b[2]) for b in bodies])
     return _Plan(d, bodies, report, used)
 
@@ -299,12 +308,12 @@ def link_variants(
     internal once inlined, and trace ids are `unit_dispatch_id`s.
     """
     mt = ModuleText.parse(str(parse_module(program.bitcode)))
-    twice = _returns_twice(mt)
+    twice, addressed = _returns_twice(mt), _block_addressed(mt)
     names = list(mt.definitions) + [n for n in mt.header_errors if n not in mt.definitions]
     reports: dict[str, FunctionReport] = {}
     plans: list[_Plan] = []
     for name in names:
-        reason = _skip_reason(name, mt, twice)
+        reason = _skip_reason(name, mt, twice, addressed)
         instructions = instruction_count(mt.definitions[name].body(mt.lines)) if name in mt.definitions else 0
         if not reason and instructions > options.max_size:
             reason = f"larger than --max-size ({instructions} > {options.max_size} instructions)"
@@ -315,7 +324,10 @@ def link_variants(
             continue
         plan = _plan(name, mt, variants[name])
         if len(plan.bodies) == 1:
-            reports[name] = FunctionReport(name, "skipped", "no distinct variants", variants=1, dropped=plan.report.dropped)
+            why = "no distinct variants" if len(plan.report.drops) < len(variants[name]) else \
+                f"no valid variants: {len(plan.report.drops)} were invalid IR (see drops)"
+            reports[name] = FunctionReport(name, "skipped", why, variants=1, dropped=plan.report.dropped,
+                                           drops=plan.report.drops)
             continue
         plan.inline = instructions <= options.inline_dispatch and "optnone" not in _attributes(mt.definitions[name].header, mt)
         plans.append(plan)

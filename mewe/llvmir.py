@@ -13,12 +13,56 @@ and every module parsed into them is closed.
 from __future__ import annotations
 
 import ctypes
+import re
 
 import llvmlite.binding as llvm
 
 from mewe.errors import MeweError
 
 BITCODE_MAGIC = (b"BC\xc0\xde", b"\xde\xc0\x17\x0b")
+
+
+# A global's name as LLVM spells it: bare, or quoted with `\` doubled and every other byte that
+# is not printable ASCII (and `"`) written as \XX, so a quoted name never holds a `"`.
+GLOBAL_NAME = r'@(?:"[^"]*"|[-a-zA-Z$._0-9]+)'
+_BARE = re.compile(r"[-a-zA-Z$._][-a-zA-Z$._0-9]*")
+_ESCAPE = re.compile(rb"\\(\\|[0-9A-Fa-f]{2})")
+
+
+def quote_name(name: str, sigil: str = "@") -> str:
+    """`name` (as llvmlite gives it, unescaped) spelled as LLVM prints it: `p(q)` -> `@"p(q)"`."""
+    if _BARE.fullmatch(name):
+        return sigil + name
+    spelled = "".join("\\\\" if b == 0x5C else chr(b) if 0x20 <= b < 0x7F and b != 0x22 else f"\\{b:02X}"
+                      for b in name.encode())
+    return f'{sigil}"{spelled}"'
+
+
+def unquote_name(token: str) -> str:
+    """The name a spelled `@name` or `%name` token stands for (the inverse of quote_name)."""
+    body = token[1:]
+    if not body.startswith('"'):
+        return body
+    raw = _ESCAPE.sub(lambda m: b"\\" if m[1] == b"\\" else bytes([int(m[1], 16)]),
+                      body[1:-1].encode("utf-8", "surrogateescape"))
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def definitions(mod: llvm.ModuleRef, text: str) -> list[tuple[str, int, int]]:
+    """(name, start, end) of each function definition in `text`, the printed `mod`: names from
+    llvmlite, unescaped; offsets of the `define` line and just past its closing `}`.
+    LLVM prints definitions in module order, each from a `define ` line to a `}` line."""
+    names = [f.name for f in mod.functions if not f.is_declaration]
+    spans, at = [], 0
+    text = text if text.endswith("\n") else text + "\n"
+    for name in names:
+        start = 0 if at == 0 and text.startswith("define ") else text.find("\ndefine ", at) + 1
+        end = text.index("\n}\n", start) + 2
+        if f"{quote_name(name)}(" not in text[start:text.index("\n", start)]:
+            raise ValueError(f"the definition of {quote_name(name)} is not where LLVM prints it")
+        spans.append((name, start, end))
+        at = end
+    return spans
 
 
 def split_top(text: str) -> list[str]:

@@ -107,7 +107,7 @@ def make_variants(program: IRModule, mv: MultivariantOptions) -> dict[str, list[
 
     return passes.diversify(program, variants=OVERGENERATE * mv.variants, seed=mv.seed, passes=mv.passes,
                             stack=mv.stack, include=mv.include, exclude=mv.exclude, jobs=mv.jobs,
-                            executor=mv.executor, cache=mv.cache, max_size=mv.max_size)
+                            executor=mv.executor, cache=mv.cache, max_size=mv.max_size, invalid=True)
 
 
 def link_multivariant(program: IRModule, options: CompileOptions, mv: MultivariantOptions,
@@ -140,6 +140,7 @@ def link_multivariant(program: IRModule, options: CompileOptions, mv: Multivaria
         module, obj, wasm, second, _ = generate(survivors)
         by_name = {r.name: r for r in second}
         for r in reports:  # keep the first link's counts of IR duplicates, add the folded ones
+            by_name[r.name].drops = r.drops
             if r.name in folded:
                 by_name[r.name].dropped, by_name[r.name].folded = r.dropped, folded[r.name]
                 if by_name[r.name].status == "skipped":

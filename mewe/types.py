@@ -54,6 +54,7 @@ class Variant:
     function: str
     ir: str = field(repr=False)
     passes: tuple[str, ...] = ()  # the passes that made it, in the order applied
+    error: str = ""  # why it cannot be used (LLVM's verifier message), if it cannot
 
 
 @dataclass
@@ -66,6 +67,7 @@ class FunctionReport:
     variants: int = 0  # bodies behind the dispatcher, the original included
     dropped: int = 0  # variants dropped as identical IR to an earlier body
     folded: int = 0  # candidates dropped after codegen: code identical to an earlier body's, over --max-cost, or beyond the count
+    drops: list[str] = field(default_factory=list)  # candidates that were invalid IR: "passes: LLVM's message" each
     passes: list[list[str]] = field(default_factory=list)  # per body: the passes that made it
     code_sizes: list[int] = field(default_factory=list)  # per body: wasm code bytes in the output
     costs: list[int] = field(default_factory=list)  # per body: the cost estimate variants were chosen by
@@ -107,7 +109,20 @@ class Manifest:
             "bodies": sum(f.variants for f in self.dispatched),
             "dropped": sum(f.dropped for f in self.functions),
             "folded": sum(f.folded for f in self.functions),
+            "invalid": sum(len(f.drops) for f in self.functions),
         }
+
+    def drop_summary(self, verbose: bool = False) -> list[str]:
+        """Lines for stderr about candidates that were invalid IR (none when there were none)."""
+        dropped = [f for f in self.functions if f.drops]
+        if not dropped:
+            return []
+        n = sum(len(f.drops) for f in dropped)
+        lines = [f"{n} variant{'s' if n != 1 else ''} of {len(dropped)} function{'s' if len(dropped) != 1 else ''} "
+                 f"dropped as invalid IR; see the manifest{'' if verbose else ' (or -v)'}"]
+        if verbose:
+            lines += [f"  {f.name}: {d}" for f in dropped for d in f.drops]
+        return lines
 
 
 POLICIES = ("random", "seeded", "pinned", "host")

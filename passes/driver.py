@@ -12,8 +12,10 @@ something fails).
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import functools
+import os
 import random
 import re
 import threading
@@ -22,12 +24,12 @@ from typing import Sequence
 
 from mewe import executors
 from mewe.errors import MeweError, raise_if_interrupted
-from mewe.llvmir import instruction_count, parse_module
+from mewe.llvmir import definitions, instruction_count, llvm_error, parse_module, quote_name
 from mewe.types import IRModule, Variant
 
 from . import cache as disk
-from .framework import Pass, _plugins, load_plugins, registry
-from .ir import Function, function_spans, name_values
+from .framework import Pass, _plugins, load_plugins, plugin_rules_digest, registry
+from .ir import Function, name_values
 
 ATTEMPTS_PER_VARIANT = 3  # tries per requested variant before a function is deemed exhausted
 FALLBACK = "junk-code"  # the pass whose variants codegen keeps (see _variants)
@@ -70,6 +72,7 @@ def diversify(
     executor: str | None = None,
     cache: bool = True,
     max_size: int | None = None,
+    invalid: bool = False,
 ) -> dict[str, list[Variant]]:
     """Up to `variants` variants of every defined function of `module` (by original name).
 
@@ -77,7 +80,8 @@ def diversify(
     for each variant (from those that apply). Functions no pass changes get no entry.
     `executor` and `jobs` say where functions are diversified (`mewe.executors`); with
     `cache`, functions diversified before with the same settings are not diversified again.
-    Functions of more than `max_size` instructions get no variants.
+    Functions of more than `max_size` instructions get no variants. With `invalid`, variants
+    that do not verify are returned too, with `error` saying why (the linker reports them).
     """
     load_plugins()
     names = tuple(passes) if passes is not None else tuple(sorted(registry))
@@ -94,8 +98,8 @@ def diversify(
     mod = parse_module(module.bitcode, verify=False)  # a fresh context: struct type names as in any other parse
     name_values(mod)
     text = str(mod)
-    spans = function_spans(text)
-    functions = [(n.strip('"'), text[start:end]) for n, (start, end) in spans.items() if selected(n.strip('"'), include, exclude)
+    spans = definitions(mod, text)
+    functions = [(n, text[start:end]) for n, start, end in spans if selected(n, include, exclude)
                  and (max_size is None or instruction_count(text[start:end].splitlines()) <= max_size)]
     settings = _Settings(names, passes is None, stack, seed, variants, text, cache)
     context = disk.digest(_skeleton(text, spans)) if any(registry[n].uses_context for n in names) else ""
@@ -112,8 +116,10 @@ def diversify(
 
     candidates = [v for vs in made for v in vs]
     result: dict[str, list[Variant]] = {}
-    for variant, ok in zip(candidates, verify_variants(text, candidates)):
-        if ok:
+    for variant, error in zip(candidates, verification_errors(text, candidates)):
+        if error and invalid:
+            variant = dataclasses.replace(variant, error=error)
+        if invalid or not error:
             result.setdefault(variant.function, []).append(variant)
     return result
 
@@ -127,7 +133,7 @@ def _diversify_batch(settings: _Settings, functions: list[tuple[str, str]]) -> l
         for name, body in functions:
             raise_if_interrupted()
             try:
-                fn = Function.parse(body)
+                fn = Function.parse(body, name)
             except ValueError:
                 out.append([])  # a function the editable IR does not model keeps only its original body
                 continue
@@ -142,16 +148,16 @@ def _key(settings: _Settings, name: str, body: str, context: str) -> str:
     them and `context`, the digest of what passes reading the module may depend on."""
     modules = tuple(sorted({registry[n].__module__ for n in settings.passes}))
     return disk.digest("variants", disk.code_version(modules), name, body, context, settings.passes,
-                       settings.random_mode, settings.stack, settings.seed, settings.count)
+                       settings.random_mode, settings.stack, settings.seed, settings.count, plugin_rules_digest())
 
 
-def _skeleton(text: str, spans: dict[str, tuple[int, int]]) -> str:
+def _skeleton(text: str, spans: list[tuple[str, int, int]]) -> str:
     """`text` without its function bodies and source file name: what a pass reading fn.context
     may depend on. Blocks whose address is taken make bodies part of other functions' context."""
     if "blockaddress(" in text:
         return text
     pieces, last = [], 0
-    for start, end in sorted(spans.values()):
+    for _, start, end in spans:
         pieces += [text[last:start], text[start : text.index("\n", start)]]
         last = end
     return _SOURCE_RE.sub("", "".join(pieces) + text[last:])
@@ -181,12 +187,12 @@ def _variants(fn: Function, name: str, instances: dict[str, Pass], count: int, s
         for pass_name in order:
             if random_mode and len(applied) == stack:
                 break
-            if instances[pass_name].apply(clone, rng):
+            if _apply(instances[pass_name], clone, rng, name):
                 applied.append(pass_name)
         if random_mode and len(out) >= count // 2 and FALLBACK in instances and FALLBACK not in applied:
             # The surplus half stands in for variants codegen folds; small functions (forwarders,
             # drop glue) fold under most stacks, so these also carry junk codegen must keep.
-            if instances[FALLBACK].apply(clone, rng):
+            if _apply(instances[FALLBACK], clone, rng, name):
                 applied.append(FALLBACK)
         ir = str(clone)
         if applied and ir not in seen:
@@ -195,21 +201,40 @@ def _variants(fn: Function, name: str, instances: dict[str, Pass], count: int, s
     return out
 
 
+def _apply(p: Pass, fn: Function, rng: random.Random, name: str) -> bool:
+    """`p.apply`; a pass that raises is a bug in that pass, named in one line (MEWE_DEBUG=1:
+    the traceback too)."""
+    try:
+        return p.apply(fn, rng)
+    except MeweError:
+        raise
+    except Exception as exc:
+        if os.environ.get("MEWE_DEBUG"):
+            raise
+        raise MeweError(f"pass '{p.name}' failed on function {quote_name(name)}: {type(exc).__name__}: {exc} "
+                        f"(MEWE_DEBUG=1 shows the traceback)") from None
+
+
 def verify_variants(module_text: str, variants: list[Variant]) -> list[bool]:
     """Whether each variant, in place of its function, gives a module that parses and verifies."""
+    return [not error for error in verification_errors(module_text, variants)]
+
+
+def verification_errors(module_text: str, variants: list[Variant]) -> list[str]:
+    """For each variant, in place of its function, why the module would not parse or verify
+    (LLVM's message), or "" if it would. One parse for all, bisecting only on failure."""
     if not variants:
         return []
     copies = []
     for i, v in enumerate(variants):
         header, rest = v.ir.split("\n", 1)
-        spelled = header[header.index("@") + 1 : header.index("(", header.index("@"))]
-        header = _COMDAT_RE.sub("", header.replace(f"@{spelled}(", f"@__mewe_check_{i}(", 1))
+        header = _COMDAT_RE.sub("", header.replace(f"{quote_name(v.function)}(", f"@__mewe_check_{i}(", 1))
         copies.append(f"{header}\n{rest}")
     try:
         parse_module(module_text + "\n" + "\n\n".join(copies) + "\n")
-    except RuntimeError:
+    except RuntimeError as exc:
         if len(variants) == 1:
-            return [False]
+            return [llvm_error(exc).replace("__mewe_check_0", variants[0].function) or "invalid IR"]
         half = len(variants) // 2
-        return verify_variants(module_text, variants[:half]) + verify_variants(module_text, variants[half:])
-    return [True] * len(variants)
+        return verification_errors(module_text, variants[:half]) + verification_errors(module_text, variants[half:])
+    return [""] * len(variants)

@@ -1,5 +1,6 @@
 """The pass registry: built-in passes register with `@register`; other packages through the
-`mewe.passes` entry-point group (`name = "package.module:PassClass"`), with no edit to mewe.
+`mewe.passes` entry-point group (`name = "package.module:PassClass"`), with no edit to mewe,
+and add rewrite rules to `substitute` through the `mewe.rules` group (see `rules.py`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import ClassVar
 from mewe.errors import MeweError
 
 from .ir import Function
+from .rules import load_rule_plugins, plugin_rules_digest  # noqa: F401  (plugin_rules_digest: for the driver)
 
 ENTRY_POINT_GROUP = "mewe.passes"
 
@@ -48,7 +50,8 @@ def register(cls: type[Pass]) -> type[Pass]:
 
 
 def load_plugins() -> None:
-    """Register the passes of installed packages' `mewe.passes` entry points (idempotent)."""
+    """Register the passes of installed packages' `mewe.passes` entry points and load and prove
+    the rules of their `mewe.rules` entry points (idempotent)."""
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         origin = f"{ep.name} = {ep.value}"
         if _plugins.get(ep.name) == origin:
@@ -63,6 +66,7 @@ def load_plugins() -> None:
             raise MeweError(f"pass plugin '{origin}' uses the name '{cls.name}', which is already taken")
         registry[cls.name] = cls
         _plugins[ep.name] = origin
+    load_rule_plugins()  # here, so that worker processes (which call this) apply them too
 
 
 def describe() -> list[tuple[str, str]]:

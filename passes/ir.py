@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 
 import llvmlite.binding as llvm
 
-from mewe.llvmir import split_top  # noqa: F401  (passes import it from here)
+from mewe.llvmir import GLOBAL_NAME, quote_name, split_top, unquote_name  # noqa: F401  (passes import split_top from here)
 
 LOCAL = r'%(?:[-a-zA-Z$._0-9]+|"[^"]*")'
 _LOCAL_RE = re.compile(LOCAL)
 _RESULT_RE = re.compile(rf"({LOCAL}) = (.*)")
 _LABEL_RE = re.compile(r'([-a-zA-Z$._0-9]+|"[^"]*"):(?:\s|$)')
-_DEFINE_RE = re.compile(r'^define [^\n]*?@([-a-zA-Z$._0-9]+|"[^"]*")\(', re.M)
+_DEFINE_RE = re.compile(rf"^define [^\n]*?({GLOBAL_NAME})\(")
 _INT_TYPE_RE = re.compile(r"i(\d+)")
 
 BINOPS = frozenset("add sub mul udiv sdiv urem srem shl lshr ashr and or xor".split())
@@ -189,7 +189,7 @@ class Block:
 class Function:
     """A function definition: its `define ... {` line, and its blocks (the entry first)."""
 
-    name: str  # as spelled after '@', quotes included
+    name: str  # the function's symbol, unescaped (`p(q)`, not `@"p(q)"`); see `spelled`
     header: str
     blocks: list[Block]
     names: set[str] = field(default_factory=set)  # local names in use ('%x'), for `fresh`
@@ -205,6 +205,11 @@ class Function:
             if name not in self.names and f'%"{name[1:]}"' not in self.names:  # LLVM may quote either
                 self.names.add(name)
                 return name
+
+    @property
+    def spelled(self) -> str:
+        """The name as the IR spells it: `@f`, or `@"p(q)"`."""
+        return quote_name(self.name)
 
     def instructions(self):
         for block in self.blocks:
@@ -235,14 +240,17 @@ class Function:
         return "\n".join(lines)
 
     @classmethod
-    def parse(cls, text: str) -> Function:
-        """Parse one `define ... { ... }` as LLVM prints it, every block labelled."""
+    def parse(cls, text: str, name: str | None = None) -> Function:
+        """Parse one `define ... { ... }` as LLVM prints it, every block labelled. `name` is the
+        function's name as llvmlite gives it; without it, it is read from the header."""
         lines = _name_numbered(text.strip("\n").split("\n"))
         text = "\n".join(lines)
         header = lines[0]
         m = _DEFINE_RE.match(header)
         if not m or lines[-1] != "}" or not header.endswith("{"):
             raise ValueError("not a function definition")
+        if name is not None and quote_name(name) != m.group(1):
+            raise ValueError(f"the header defines {m.group(1)}, not {quote_name(name)}")
         blocks: list[Block] = []
         pending: list[str] = []  # a multi-line instruction (switch, indirectbr) being read
         for line in lines[1:-1]:
@@ -265,10 +273,22 @@ class Function:
             if line.rstrip().endswith("["):
                 pending = [line]
                 continue
+            last = blocks[-1].instrs[-1] if blocks[-1].instrs else None
+            if last is not None and last.text is not None and _continues(last.op, line):
+                last.text += "\n" + line  # `invoke ...` / `to label ...`, landingpad clauses
+                continue
             blocks[-1].instrs.append(Instr.parse(line))
-        fn = cls(m.group(1), header, blocks)
+        fn = cls(unquote_name(m.group(1)), header, blocks)
         fn.names = set(_LOCAL_RE.findall(text)) | {f"%{b.label}" for b in blocks}
         return fn
+
+
+# Instructions LLVM prints over several lines, and the words their continuation lines start with.
+_CONTINUED = {"invoke": ("to",), "callbr": ("to",), "landingpad": ("catch", "filter", "cleanup")}
+
+
+def _continues(op: str, line: str) -> bool:
+    return line.split(None, 1)[0] in _CONTINUED.get(op, ())
 
 
 _NUMBERED_RE = re.compile(r"%(\d+)(?![-a-zA-Z$._0-9])")
@@ -312,12 +332,3 @@ def name_values(mod: llvm.ModuleRef) -> None:
     pm = llvm.create_new_module_pass_manager()
     pm.add_instruction_namer_pass()
     pm.run(mod, llvm.create_pass_builder(tm, llvm.create_pipeline_tuning_options()))
-
-
-def function_spans(module_text: str) -> dict[str, tuple[int, int]]:
-    """Where each function definition lies in a module's text: name -> (start, end) offsets."""
-    spans = {}
-    for m in _DEFINE_RE.finditer(module_text):
-        end = module_text.index("\n}\n", m.start()) + 2
-        spans[m.group(1)] = (m.start(), end)
-    return spans

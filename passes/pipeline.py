@@ -1,11 +1,13 @@
 """`opt-pipeline`: a variant is what a random short sequence of LLVM function passes makes of it.
 
-The function runs through llvmlite's new pass manager inside a copy of its module in which every
-other function's body is a stub (function passes never read other bodies; parsing is cheaper).
+The function runs through llvmlite's new pass manager inside a small copy of its module: the
+top level without metadata, and stubs of the functions it names (function passes never read
+other bodies), so a module of many functions costs linear time. The function's metadata
+attachments are dropped (their numbers would differ; dropping them only loses information).
 The result must fit the original module: attribute groups are mapped back by content, and so are
-unnamed struct types (`%0`, `%1`, ...: the printer numbers them by use, and the stubbed copy uses
-fewer, so its `%0` may be another type of the original), metadata attachments are dropped (their numbers differ; dropping them only loses information), and a
-result that needs anything the module lacks (a new declaration, a metadata operand) is refused.
+unnamed struct types (`%0`, `%1`, ...: the printer numbers them by use, and the copy uses fewer,
+so its `%0` may be another type of the original), and a result that needs anything the module
+lacks (a new declaration, a metadata operand) is refused.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ from functools import lru_cache
 
 import llvmlite.binding as llvm
 
-from mewe.llvmir import parse_module
+from mewe.llvmir import definitions, parse_module, unquote_name
 
 from .framework import Pass, register
-from .ir import Function, function_spans
+from .ir import Function
 
 # add_<name>_pass methods of llvmlite's function pass manager, each a semantics-preserving pass.
 PASSES = ("instruction_combine", "aggressive_instcombine", "reassociate", "sinking", "simplify_cfg", "new_gvn",
@@ -32,6 +34,7 @@ _GROUP_RE = re.compile(r"#\d+\b")
 _GLOBAL_RE = re.compile(r'@(?:[-a-zA-Z$._0-9]+|"[^"]*")')
 _TOP_GLOBAL_RE = re.compile(r'^(?:(@(?:[-a-zA-Z$._0-9]+|"[^"]*")) = |(?:define|declare) [^\n]*?(@(?:[-a-zA-Z$._0-9]+|"[^"]*"))\()', re.M)
 _ATTACHMENT_RE = re.compile(r", ![-a-zA-Z$._0-9]+ (?:!\d+|!\{[^}]*\})")
+_HEADER_ATTACHMENT_RE = re.compile(r" ![-a-zA-Z$._0-9]+ !\d+(?= |$)")
 _DBG_RECORD_RE = re.compile(r"^\s*#dbg_\w+\(.*\n", re.M)
 _BLOCKADDRESS_RE = re.compile(r'blockaddress\(@([-a-zA-Z$._0-9]+|"[^"]*"), ')
 _OPTNONE_RE = re.compile(r" optnone\b")
@@ -55,30 +58,46 @@ def type_shapes(text: str) -> dict[str, str]:
 
 
 class _Context:
-    """What the pass needs of a module, computed once per module text."""
+    """What the pass needs of a module, computed once per module text: its top level (types,
+    globals, declarations, attribute groups; no metadata and no bodies) and a stub per function.
+    A function's copy is the top level, the stubs of the functions it names and the function
+    itself, so its size does not grow with the module's number of functions."""
 
     def __init__(self, text: str):
-        spans = function_spans(text)
-        addressed = set(_BLOCKADDRESS_RE.findall(text))  # their blocks must stay
-        self.pieces: dict[str, tuple[str, str]] = {}  # function -> (text before, text after) its stub
-        stubbed, last = [], 0
-        for name, (start, end) in sorted(spans.items(), key=lambda kv: kv[1]):
-            header = text[start : text.index("\n", start)]
-            stub = text[start:end] if name in addressed else header + "\n  unreachable\n}"
-            stubbed += [text[last:start], stub]
+        mod = parse_module(text, verify=False)
+        spans = definitions(mod, text)
+        addressed = {unquote_name(t) for t in _BLOCKADDRESS_RE.findall(text)}  # their blocks must stay
+        self.stubs: dict[str, str] = {}
+        top, last = [], 0
+        for name, start, end in spans:
+            top.append(text[last:start])
             last = end
-        stubbed.append(text[last:])
+            whole = _without_metadata(text[start:end])
+            self.stubs[name] = whole if name in addressed else whole[: whole.index("\n")] + "\n  unreachable\n}"
+        top.append(text[last:])
         # optnone (every function at -O0) would make the passes skip the function; the variant
         # keeps its original header, so the attribute only matters in this copy.
-        stubbed = [_ATTRS_RE.sub(lambda m: f"attributes {m[1]} = {_OPTNONE_RE.sub('', m[2])}", piece) for piece in stubbed]
-        for k, name in enumerate(sorted(spans, key=lambda n: spans[n])):
-            self.pieces[name] = ("".join(stubbed[: 2 * k + 1]), "".join(stubbed[2 * k + 2 :]))
+        lines = [line for line in "".join(top).split("\n") if not line.startswith("!")]
+        self.top = _ATTACHMENT_RE.sub("", _ATTRS_RE.sub(lambda m: f"attributes {m[1]} = {_OPTNONE_RE.sub('', m[2])}",
+                                                       "\n".join(lines)))
+        self.top_refs = self._named(self.top)
         self.groups = {body: group for group, body in _ATTRS_RE.findall(text)}  # content -> #N
         self.globals = {a or b for a, b in _TOP_GLOBAL_RE.findall(text)}
         self.triple = re.search(r'^target triple = "([^"]*)"', text, re.M)
         self.types: dict[str, str] = {}  # shape -> the original's unnamed type of that shape
         for name, shape in type_shapes(text).items():
             self.types.setdefault(shape, name)
+
+    def _named(self, text: str) -> set[str]:
+        return {n for n in map(unquote_name, _GLOBAL_RE.findall(text)) if n in self.stubs}
+
+    def module_for(self, fn: Function) -> str | None:
+        """The module text `fn` is optimized in, or None if `fn` is not one of the module's."""
+        if fn.name not in self.stubs:
+            return None
+        body = _without_metadata(str(fn))
+        named = sorted((self._named(body) | self.top_refs) - {fn.name})
+        return "\n".join([self.top, *(self.stubs[n] for n in named), body, ""])
 
 
 @lru_cache(maxsize=4)
@@ -96,6 +115,11 @@ def _pass_builder(triple: str):
 
 def _strip_metadata(body: str) -> str:
     return _ATTACHMENT_RE.sub("", _DBG_RECORD_RE.sub("", body))
+
+
+def _without_metadata(define: str) -> str:
+    header, rest = define.split("\n", 1)
+    return _HEADER_ATTACHMENT_RE.sub("", header) + "\n" + _strip_metadata(rest)
 
 
 def optimize(fn: Function, passes: list[str]) -> Function | None:
@@ -122,11 +146,11 @@ MAX_CACHED = 1024
 
 def _optimize(fn: Function, passes: list[str]) -> str | None:
     ctx = _context(fn.context)
-    if fn.name not in ctx.pieces:
+    text = ctx.module_for(fn)
+    if text is None:
         return None
-    before, after = ctx.pieces[fn.name]
     try:
-        mod = parse_module(before + str(fn) + after)
+        mod = parse_module(text)
     except RuntimeError:
         return None
     tm, pto = _pass_builder(ctx.triple.group(1) if ctx.triple else "")
@@ -134,7 +158,7 @@ def _optimize(fn: Function, passes: list[str]) -> str | None:
     for p in passes:
         getattr(fpm, f"add_{p}_pass")()
     fpm.add_instruction_namer_pass()
-    target = mod.get_function(fn.name.strip('"'))
+    target = mod.get_function(fn.name)
     fpm.run(target, llvm.create_pass_builder(tm, pto))
     out = str(mod)
     groups = {group: body for group, body in _ATTRS_RE.findall(out)}  # this module's #N -> content

@@ -13,10 +13,15 @@ every operator of the target becomes a new flag-free instruction. `where` items 
 computed when the rule is applied (`rand`: a random constant; `bit C`: the index of a random
 set bit of C; `log2 C`: C's exponent if C is a power of two; or any expression over
 constants) or state conditions (an expression with a predicate). A rule whose `where` cannot be
-met, or would shift by the width or more, does not apply. `W` is the width.
+met, or would shift by the width or more, does not apply. `W` is the width. A helper may
+also appear inside an expression: `ashr x (log2 C)` reads `ashr x K where K = log2 C`.
 
 `prove` checks a rule with z3: whenever the source is defined (for the flag-free source; flags
 only make it less defined, and the target never carries flags), the target is defined and equal.
+
+Installed packages add rules to `substitute` through the `mewe.rules` entry-point group (rule
+text, or a callable returning it): `load_rule_plugins` parses them and proves each at every
+width and flag set before any is used, caching proofs on disk.
 """
 
 from __future__ import annotations
@@ -24,8 +29,14 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass
+from functools import lru_cache
+from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Callable, Union
 
+from mewe.errors import MeweError
+
+from . import cache as disk
 from .ir import BINOPS, COMMUTATIVE, PREDICATES, Instr
 
 Expr = Union[str, int, tuple]  # a name, a constant, or (operator, operand, ...)
@@ -35,6 +46,7 @@ FLAGS = {"add": ("nsw", "nuw"), "sub": ("nsw", "nuw"), "mul": ("nsw", "nuw"), "s
          "udiv": ("exact",), "sdiv": ("exact",), "lshr": ("exact",), "ashr": ("exact",), "or": ("disjoint",),
          **{p: ("samesign",) for p in PREDICATES}}
 _INT_RE = re.compile(r"-?\d+")
+RULES_GROUP = "mewe.rules"  # the entry-point group of rule plugins
 
 
 class NotApplicable(Exception):
@@ -42,6 +54,8 @@ class NotApplicable(Exception):
 
 
 def _parse_expr(tokens: list[str]) -> Expr:
+    if not tokens:
+        raise ValueError("unexpected end")
     tok = tokens.pop(0)
     if tok == "(":
         expr = _parse_expr(tokens)
@@ -83,10 +97,14 @@ class Rule:
             src, _, rest = text.partition("=>")
             tgt, _, where = rest.partition(" where ")
             source, target = parse_expr(src), parse_expr(tgt)
-            items = []
+            items: list = []
             for item in filter(None, (i.strip() for i in where.split(","))):
                 name, eq, expr = item.partition("=")
-                items.append(("bind", name.strip(), parse_expr(expr)) if eq else ("check", parse_expr(item)))
+                if eq:
+                    items.append(("bind", name.strip(), _lift(parse_expr(expr), items, top=True)))
+                else:
+                    items.append(("check", _lift(parse_expr(item), items)))
+            target = _lift(target, items)
         except (ValueError, IndexError) as exc:
             raise ValueError(f"bad rule '{text}': {exc}") from None
         rule = cls(text, source, target, tuple(items))
@@ -97,12 +115,15 @@ class Rule:
         src, tgt = self.source, self.target
         ok_source = (isinstance(src, str) and src.isupper()) or (
             isinstance(src, tuple) and not any(isinstance(x, tuple) for x in src[1:]) and src[0] not in FUNCTIONS)
-        bound = {x for x in leaves(src) if isinstance(x, str)} | {"W"}
-        for item in self.where:
+        names = [x for x in leaves(src) if isinstance(x, str)]
+        constants = {x for x in names if x.isupper()} | {"W"}
+        ok_where = "W" not in names
+        for item in self.where:  # computed when the rule is applied: from constants only
+            ok_where &= {x for x in leaves(item[-1]) if isinstance(x, str)} <= constants
             if item[0] == "bind":
-                bound.add(item[1])
-        unbound = {x for x in leaves(tgt) if isinstance(x, str)} - bound
-        if not ok_source or not isinstance(tgt, tuple) or unbound or _has_inner_predicate(tgt):
+                constants.add(item[1])
+        unbound = {x for x in leaves(tgt) if isinstance(x, str)} - constants - set(names)
+        if not ok_source or not ok_where or not isinstance(tgt, tuple) or unbound or _has_inner_predicate(tgt):
             raise ValueError(f"bad rule '{self.text}'")
 
     @property
@@ -130,6 +151,24 @@ class Rule:
         out: list[Instr] = []
         _emit(self.target, env, width, ty, fresh, out, root=True)
         return out
+
+
+def _lift(expr: Expr, items: list, top: bool = False) -> Expr:
+    """`expr` with helpers below its top bound in `items` first: the prover and the emitter take
+    helpers only as the whole of a binding. The binding's name is the helper's text."""
+    if not isinstance(expr, tuple):
+        return expr
+    expr = (expr[0], *(_lift(a, items) for a in expr[1:]))
+    if expr[0] not in FUNCTIONS or top:
+        return expr
+    name = _show(expr)
+    if ("bind", name, expr) not in items:
+        items.append(("bind", name, expr))
+    return name
+
+
+def _show(expr: Expr) -> str:
+    return f"({' '.join(map(_show, expr))})" if isinstance(expr, tuple) else str(expr)
 
 
 def _has_inner_predicate(expr: Expr) -> bool:
@@ -232,12 +271,13 @@ def _emit(expr: Expr, env: dict, width: int, ty: str, fresh: Callable[[], str], 
 # --- proofs -------------------------------------------------------------------------------
 
 def prove(rule: Rule, width: int, flags: tuple[str, ...] = ()) -> str | None:
-    """Prove `rule` at `width` for a source carrying `flags`; None if proven, else a counterexample."""
+    """Prove `rule` at `width` for a source carrying `flags`; None if proven, else a counterexample
+    (one line: the source's names, then the `where` constants, valued as LLVM prints them)."""
     import z3
 
     env: dict = {"W": z3.BitVecVal(width, width)}
     pre = []
-    for name in sorted({x for x in leaves(rule.source) if isinstance(x, str)}):
+    for name in dict.fromkeys(x for x in leaves(rule.source) if isinstance(x, str)):
         env[name] = z3.BitVec(name, width)
     for item in rule.where:
         if item[0] == "bind" and isinstance(item[2], tuple) and item[2][0] in FUNCTIONS:
@@ -263,7 +303,9 @@ def prove(rule: Rule, width: int, flags: tuple[str, ...] = ()) -> str | None:
     solver.add(claim)
     if solver.check() == z3.unsat:
         return None
-    return str(solver.model())
+    model = solver.model()
+    return ", ".join(f"{name} = {literal(model.eval(value, model_completion=True).as_long(), width)}"
+                     for name, value in env.items() if name != "W")
 
 
 def _z3(expr: Expr, env: dict, width: int, flags: tuple[str, ...] = ()):
@@ -331,3 +373,90 @@ def flag_sets(rule: Rule) -> list[tuple[str, ...]]:
     """Every combination of poison-generating flags the rule's source instruction may carry."""
     flags = FLAGS.get(rule.op, ())
     return [tuple(f for i, f in enumerate(flags) if mask >> i & 1) for mask in range(1 << len(flags))]
+
+
+# --- rules from plugins ---------------------------------------------------------------------
+
+_rule_plugins: dict[str, tuple[Rule, ...]] = {}  # "name = module:object" -> its proven rules
+
+
+def prove_rules(text: str, origin: str = "rules") -> list[Rule]:
+    """Parse `text` (one rule a line, `#` comments) and prove every rule at every width
+    `substitute` applies rules at, for every flag set of its source. A malformed or wrong rule
+    is a one-line MeweError starting with `origin`; proofs are cached on disk."""
+    from .substitute import WIDTHS  # substitute imports this module
+
+    out = []
+    for line in filter(None, (raw.split("#", 1)[0].strip() for raw in text.splitlines())):
+        try:
+            rule = Rule.parse(line)
+        except ValueError as exc:
+            raise MeweError(f"{origin}: {exc}") from None
+        for width in WIDTHS:
+            for flags in flag_sets(rule):
+                wrong = _proof(rule, width, flags, origin)
+                if wrong is not None:
+                    at = f"i{width}" + (f" with {' '.join(flags)}" if flags else "")
+                    raise MeweError(f"{origin}: '{line}' is wrong at {at}: {wrong}")
+        out.append(rule)
+    return out
+
+
+@lru_cache(maxsize=1)
+def _prover_version() -> str:
+    return disk.digest(Path(__file__).read_text())
+
+
+def _proof(rule: Rule, width: int, flags: tuple[str, ...], origin: str) -> str | None:
+    """`prove`'s answer, from the disk cache when this prover has given it before."""
+    key = disk.digest("proof", rule.text, width, flags, _prover_version())
+    entry = disk.load("proofs", key)
+    if isinstance(entry, dict) and isinstance(entry.get("counterexample", 0), (str, type(None))):
+        return entry["counterexample"]
+    try:
+        import z3  # noqa: F401  (a declared dependency, but imported only when a proof is needed)
+    except ImportError:
+        raise MeweError(f"{origin}: proving its rules needs z3 (pip install z3-solver)") from None
+    try:
+        answer = prove(rule, width, flags)
+    except Exception as exc:  # a rule the prover cannot model is the plugin's error, as one line
+        raise MeweError(f"{origin}: cannot prove '{rule.text}' at i{width}: {_line(exc)}") from None
+    disk.store("proofs", key, {"counterexample": answer})
+    return answer
+
+
+def _line(exc: Exception) -> str:
+    return str(exc).partition("\n")[0] or type(exc).__name__
+
+
+def load_rule_plugins() -> list[Rule]:
+    """Parse and prove the rules of installed packages' `mewe.rules` entry points, which
+    `substitute` then applies with its own (idempotent; `mewe.passes.load_plugins` calls it).
+    Returns every loaded plugin rule. A plugin that fails to load, or a malformed or wrong rule,
+    is a one-line MeweError naming the entry point."""
+    for ep in entry_points(group=RULES_GROUP):
+        key = f"{ep.name} = {ep.value}"
+        if key in _rule_plugins:
+            continue
+        origin = f"rule plugin '{key}'"
+        try:
+            obj = ep.load()
+            text = obj() if callable(obj) else obj
+        except Exception as exc:  # a broken plugin is the plugin's error, reported as such
+            raise MeweError(f"{origin} failed to load: {_line(exc)}") from None
+        if not isinstance(text, str):
+            raise MeweError(f"{origin} is not rule text (a str, or a callable returning one)")
+        _rule_plugins[key] = tuple(prove_rules(text, origin))
+    return plugin_rules()
+
+
+def plugin_rules(op: str | None = None) -> list[Rule]:
+    """The loaded plugin rules (those whose source operator is `op`, if given), sorted by entry
+    point: every process (a worker loads them itself) then draws from the same list."""
+    return [r for key in sorted(_rule_plugins) for r in _rule_plugins[key] if op is None or r.op == op]
+
+
+def plugin_rules_digest() -> str:
+    """A digest of the loaded plugin rules ("" if none): part of variant cache keys."""
+    texts = tuple(r.text for r in plugin_rules())
+    return disk.digest("rules", texts) if texts else ""

@@ -1,8 +1,9 @@
 """`substitute`: rewrite integer arithmetic, logic and compares with equivalent expressions.
 
 The rules are the table below (notation in rules.py); tests/test_rules.py proves every one with
-z3 at every width in WIDTHS. Rewritten code may be rewritten again, up to MAX_DEPTH, so
-multiplications by constants unfold into chains of shifts and adds.
+z3 at every width in WIDTHS. Rules from `mewe.rules` plugins, proven when loaded, apply too
+(`rules_for`). Rewritten code may be rewritten again, up to MAX_DEPTH, so multiplications by
+constants unfold into chains of shifts and adds.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import random
 
 from .framework import Pass, register
 from .ir import Function, Instr, int_width
-from .rules import NotApplicable, Rule, const_value
+from .rules import NotApplicable, Rule, const_value, plugin_rules
 
 RULES_TEXT = """
 # addition and subtraction
@@ -73,13 +74,18 @@ MAX_DEPTH = 2  # how many times code a rule produced may itself be rewritten
 P_REWRITE = 0.5  # chance that an eligible instruction is rewritten
 
 
+def rules_for(op: str) -> list[Rule]:
+    """The rules whose source has operator `op`: the table's, then the loaded plugins'."""
+    return RULES_BY_OP.get(op, []) + plugin_rules(op)
+
+
 def rewrite(fn: Function, ins: Instr, rng: random.Random, rules: list[Rule] | None = None) -> list[Instr] | None:
     """Instructions that replace `ins` by a random applicable rule (the last keeps its name), or None."""
     width = int_width(ins.ty) if ins.text is None else None
     if width not in WIDTHS or all(const_value(a, width) is not None for a in ins.args):
         return None  # not integer code, or constant arithmetic (left for codegen to fold)
     if rules is None:
-        rules = RULES_BY_OP.get(ins.pred if ins.op == "icmp" else ins.op, [])
+        rules = rules_for(ins.pred if ins.op == "icmp" else ins.op)
     options = [(rule, found) for rule in rules if (found := rule.match(ins, width)) is not None]
     rng.shuffle(options)
     for rule, found in options:

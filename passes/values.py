@@ -18,7 +18,7 @@ _NAME_RE = re.compile(LOCAL)
 def params(fn: Function) -> list[tuple[str, str]]:
     """(type, name) of the function's named parameters."""
     header = fn.header
-    start = header.index(f"@{fn.name}(") + len(fn.name) + 2
+    start = header.index(f"{fn.spelled}(") + len(fn.spelled) + 1
     depth, end = 1, start
     while depth:
         depth += {"(": 1, ")": -1}.get(header[end], 0)

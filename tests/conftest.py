@@ -110,3 +110,15 @@ def libsodium(tmp_path_factory) -> Path:
     settings = {"MEWE_VARIANTS": "4", "MEWE_TRACE": "1", "MEWE_CACHE": "0"}
     bench.build(bench.fetch(), dest, settings, jobs=os.cpu_count() or 1)
     return dest
+
+
+def write_rule_plugin(directory: Path, module: str, source: str, name: str, obj: str) -> Path:
+    """An installed-looking rule plugin in `directory`: `module`.py and a dist-info whose
+    `mewe.rules` entry point `name` is `module:obj` (rule text, or a callable returning it).
+    Put `directory` on the path."""
+    (directory / f"{module}.py").write_text(source)
+    dist = directory / f"{module}-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module.replace('_', '-')}\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(f"[mewe.rules]\n{name} = {module}:{obj}\n")
+    return directory

@@ -128,3 +128,67 @@ def test_profile_bounds_only_hot_functions(tmp_path):
     bad = mewe("build", EXAMPLES / "interp.c", "--variants", "2", "--profile", tmp_path / "bad.jsonl", "-o", tmp_path / "x.wasm")
     assert bad.returncode == 1 and "bad.jsonl:1: not a dispatch trace line" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.wasm").exists()
+
+
+BROKEN_PASSES = '''
+from mewe.passes import Pass
+from mewe.passes.ir import Instr
+
+
+class UndefinedUse(Pass):
+    name = "undefined-use"
+    description = "adds a use of a value that is never defined (invalid IR, on purpose)"
+
+    def apply(self, fn, rng):
+        entry = fn.blocks[0]
+        entry.instrs.insert(entry.phi_count, Instr("add", fn.fresh("bad"), ty="i32", args=["%nowhere", "1"]))
+        return True
+
+
+class Raises(Pass):
+    name = "raises"
+    description = "fails with an exception (on purpose)"
+
+    def apply(self, fn, rng):
+        raise KeyError("no such block")
+'''
+
+
+@pytest.fixture
+def broken_passes(tmp_path):
+    from conftest import write_pass_plugin
+
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    write_pass_plugin(plugins, "mewe_broken", BROKEN_PASSES, "undefined-use", "UndefinedUse")
+    with open(plugins / "mewe_broken-1.0.dist-info" / "entry_points.txt", "a") as f:
+        f.write("raises = mewe_broken:Raises\n")
+    import os
+
+    return {**os.environ, "PYTHONPATH": str(plugins)}
+
+
+def test_invalid_variants_are_blamed_on_their_pass(tmp_path, broken_passes):
+    src = EXAMPLES / "sort.c"
+    out = tmp_path / "sort.wasm"
+    r = mewe("build", src, "--variants", "2", "--passes", "undefined-use", "--no-cache", "-o", out, env=broken_passes)
+    assert r.returncode == 0, r.stderr
+    manifest = json.loads(out.with_name("sort.manifest.json").read_text())
+    functions = manifest["functions"]
+    assert all(f["status"] == "skipped" and f["reason"].startswith("no valid variants") for f in functions)
+    drops = [d for f in functions for d in f["drops"]]
+    assert drops and all(d.startswith("undefined-use: ") and "%nowhere" in d for d in drops), drops[:3]
+    assert manifest["totals"]["invalid"] == len(drops)
+    lines = r.stderr.strip().splitlines()
+    assert lines == [f"mewe: {len(drops)} variants of {len(functions)} functions dropped as invalid IR; see the manifest (or -v)"]
+    verbose = mewe("build", src, "--variants", "2", "--passes", "undefined-use", "-o", out, "-v", env=broken_passes)
+    assert "use of undefined value '%nowhere'" in verbose.stderr
+
+
+def test_a_pass_that_raises_is_one_line_naming_it(tmp_path, broken_passes):
+    out = tmp_path / "sort.wasm"
+    r = mewe("build", EXAMPLES / "sort.c", "--variants", "2", "--passes", "raises", "--no-cache", "-o", out,
+             env=broken_passes)
+    assert r.returncode == 1 and not out.exists()
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert r.stderr.startswith("mewe: error: pass 'raises' failed on function @") and "KeyError" in r.stderr

@@ -227,6 +227,38 @@ def test_unsupported_functions_are_skipped_with_a_reason(tmp_path):
     assert run(result.output, tmp_path) == (42, b"")
 
 
+ODD_NAMES_C = r"""
+#include <stdio.h>
+int f1(int x) __asm__("p(q)");
+int f2(int x) __asm__("q\"x");
+int f3(int x) __asm__("7.seven");
+int f4(int x) __asm__("sp ace\\b");
+int f5(int x) __asm__("_ZN4core3fmt5write17h0123456789abcdefE");
+__attribute__((noinline)) int f1(int x) { int s = 0; for (int i = 0; i < x; i++) s += i * 3 + (x ^ i); return s; }
+__attribute__((noinline)) int f2(int x) { int s = 1; for (int i = 0; i < x; i++) s = s * 7 + i; return s; }
+__attribute__((noinline)) int f3(int x) { return x > 3 ? f1(x) - f2(x) : x * 5; }
+__attribute__((noinline)) int f4(int x) { return f3(x) + f1(x / 2); }
+__attribute__((noinline)) int f5(int x) { return f4(x) ^ (x << 3); }
+int main(void) { int t = 0; for (int i = 0; i < 20; i++) t += f5(i) ^ f3(i); printf("%d\n", t); return 0; }
+"""
+
+
+def test_functions_with_names_that_need_quoting_are_dispatched(tmp_path):
+    """Symbols from asm labels (and mangled names) are spelled quoted and escaped in IR text;
+    passes, linker and runtime must agree on them, or the functions lose their variants."""
+    (tmp_path / "names.c").write_text(ODD_NAMES_C)
+    plain = mewe.build([tmp_path / "names.c"], tmp_path / "plain.wasm").output
+    result = mewe.build([tmp_path / "names.c"], tmp_path / "names.wasm", multivariant=MultivariantOptions(variants=3))
+    status = {f.name: f.status for f in result.manifest.functions}
+    odd = ["p(q)", 'q"x', "7.seven", "sp ace\\b", "_ZN4core3fmt5write17h0123456789abcdefE"]
+    assert all(status[n] == "dispatched" for n in odd), status
+    expected = run(plain, tmp_path)
+    assert expected[0] == 0
+    bodies = max(f.variants for f in result.manifest.functions)
+    for policy in [None] + [f"pinned:{k}" for k in range(bodies)]:
+        assert run(result.output, tmp_path, policy=policy) == expected, policy
+
+
 def test_functions_over_the_size_limit_keep_one_body(tmp_path):
     result = build_mv(tmp_path, EXAMPLES / "interp.c", "small", max_size=30)
     reports = {f.name: f for f in result.manifest.functions}

@@ -20,7 +20,8 @@ from mewe.frontends import compile_c
 from mewe.llvmir import parse_module
 from mewe.passes import Pass, describe, diversify, registry, verify_variants
 from mewe.passes.framework import _plugins
-from mewe.passes.ir import Function, function_spans, name_values
+from mewe.llvmir import definitions
+from mewe.passes.ir import Function, name_values
 from mewe.toolchain import find_toolchain
 from mewe.types import IRModule, Variant
 
@@ -89,12 +90,12 @@ def named_functions(module: IRModule) -> dict[str, str]:
     mod = parse_module(module.bitcode)
     name_values(mod)
     text = str(mod)
-    return {n.strip('"'): str(Function.parse(text[a:b])) for n, (a, b) in function_spans(text).items()}
+    return {n: str(Function.parse(text[a:b], n)) for n, a, b in definitions(mod, text)}
 
 
 def substituted(text: str, bodies: dict[str, str]) -> str:
     """`text` with the definitions of the functions in `bodies` replaced (the linker's contract)."""
-    spans = sorted(((a, b, bodies[n.strip('"')]) for n, (a, b) in function_spans(text).items() if n.strip('"') in bodies),
+    spans = sorted(((a, b, bodies[n]) for n, a, b in definitions(parse_module(text, verify=False), text) if n in bodies),
                    reverse=True)
     for a, b, ir in spans:
         text = text[:a] + ir + "\n" + text[b:]
@@ -278,10 +279,37 @@ def test_every_example_function_round_trips_through_the_editable_ir(examples):
         mod = parse_module(module.bitcode)
         name_values(mod)
         text = str(mod)
-        for a, b in function_spans(text).values():
+        for _, a, b in definitions(mod, text):
             source = [line.split(";")[0].rstrip() if not line.startswith(" ") else line
                       for line in text[a:b].splitlines() if line.strip()]
             assert [line for line in str(Function.parse(text[a:b])).splitlines() if line] == source
+
+
+EH_FUNCTION = """define i32 @f(i32 %x) personality ptr @__gxx_personality_v0 {
+entry:
+  %a = add i32 %x, 1
+  invoke void @may_throw(i32 %a)
+          to label %ok unwind label %lpad
+
+ok:
+  ret i32 %a
+
+lpad:
+  %lp = landingpad { ptr, i32 }
+          cleanup
+          catch ptr null
+  ret i32 0
+}"""
+
+
+def test_instructions_printed_over_several_lines_stay_whole():
+    """`invoke` continues on a `to label` line and a landingpad on its clauses: one instruction
+    each, printed back as they were, so no pass can put code between their lines."""
+    fn = Function.parse(EH_FUNCTION)
+    assert [[i.op for i in b.instrs] for b in fn.blocks] == [["add", "invoke"], ["ret"], ["landingpad", "ret"]]
+    assert str(fn) == EH_FUNCTION
+    decls = "declare i32 @__gxx_personality_v0(...)\ndeclare void @may_throw(i32)\n"
+    parse_module(decls + str(fn))
 
 
 # --- the driver ------------------------------------------------------------------------------
