@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -132,6 +133,24 @@ def suite_time(programs: list[Path], jobs: int) -> tuple[float, list]:
     return sum(r[3] for r in results), results
 
 
+def paired_suite_times(plain: list[Path], multivariant: list[Path], rounds: int, jobs: int) -> tuple[float, float]:
+    """The suite's time in both builds, side by side: each test runs plain then multivariant,
+    `rounds` times, so drift on a shared machine hits both; medians per test, summed."""
+    by_name = {p.name: p for p in plain}
+    pairs = [(by_name[m.name], m) for m in multivariant if m.name in by_name]
+
+    def one(pair: tuple[Path, Path]) -> tuple[float, float]:
+        times: tuple[list, list] = ([], [])
+        for _ in range(rounds):
+            for k, program in enumerate(pair):
+                times[k].append(_run_test(str(program), [None])[0][3])
+        return statistics.median(times[0]), statistics.median(times[1])
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        medians = list(pool.map(one, pairs))
+    return sum(m[0] for m in medians), sum(m[1] for m in medians)
+
+
 def unit_reports(dest: Path) -> list[dict]:
     """The function reports of every multivariant object of the library (separate compilation)."""
     from mewe.separate import UNITS_SECTION
@@ -181,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-plain", action="store_true", help="skip the plain build and the ratios")
     parser.add_argument("--lto", action="store_true",
                         help="whole-program mode: CFLAGS=-flto, each test program diversified at its link")
+    parser.add_argument("--rounds", type=int, default=3, help="side-by-side suite runs for the ratio (default 3)")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
 
@@ -217,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_plain:
         if "plain_build_s" in out and "multivariant_build_s" in out:
             out["build_ratio"] = sum(out["multivariant_build_s"].values()) / sum(out["plain_build_s"].values())
-        out["suite_ratio"] = out["multivariant_suite_s"] / out["plain_suite_s"]
+        plain_s, multi_s = paired_suite_times(test_programs(work / "plain"), test_programs(dest), args.rounds, args.jobs)
+        out.update(plain_paired_suite_s=plain_s, multivariant_paired_suite_s=multi_s, suite_ratio=multi_s / plain_s)
         out["size_ratio"] = out["multivariant_test_bytes"] / out["plain_test_bytes"]
     passes = {p: v["pass"] for p, v in out["policies"].items()}
     failures = {p: v["fail"] for p, v in out["policies"].items() if v["fail"]}

@@ -10,6 +10,8 @@ import pytest
 
 from conftest import load_benchmark, write_pass_plugin
 
+pytestmark = pytest.mark.slow  # `pytest -m 'not slow'` leaves these out
+
 # (Csmith seed, optimization level): -O0 keeps every function (csmith's safe-math helpers too)
 PROGRAMS = [(2, "0"), (5, "0"), (3, "1"), (1, "2")]
 

@@ -4,9 +4,13 @@ passes its own test suite under several seeds and under every pinned variant.
 
 from __future__ import annotations
 
+import pytest
+
 import os
 
 from conftest import load_benchmark
+
+pytestmark = pytest.mark.slow  # `pytest -m 'not slow'` leaves these out
 
 SEEDS = 3
 EXPECTED_TESTS = 80  # test/default of libsodium 1.0.20

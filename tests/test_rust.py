@@ -18,6 +18,8 @@ from mewe.frontends.rust import WASM_TARGETS, find_rust_toolchain
 
 from conftest import ROOT, mewe as mewe_cli
 
+pytestmark = pytest.mark.slow  # `pytest -m 'not slow'` leaves these out
+
 QR_INPUTS = [b"hello", b"https://example.org/multivariant-execution-at-the-edge", b"0123456789" * 12,
              b"MEWE 2026 EDGE", bytes(range(256)), "qr \u00e9t\u00e9 \u2764".encode()]
 QR_LEVELS = [(), ("L",), ("H",)]

@@ -16,6 +16,8 @@ import pytest
 
 from conftest import EXAMPLES, mewe
 
+pytestmark = pytest.mark.slow  # `pytest -m 'not slow'` leaves these out
+
 ECHO_C = r"""
 #include <stdio.h>
 #include <stdlib.h>
