@@ -7,6 +7,6 @@ imports only `wasi_snapshot_preview1`.
 
 from .codegen import CodegenCrash, emit_object, wasm_ld
 from .merge import link_modules
-from .multivariant import MAX_BODIES, body_name, link_variants
+from .multivariant import MAX_BODIES, body_name, link_variants, unsupported
 
-__all__ = ["link_modules", "link_variants", "body_name", "MAX_BODIES", "emit_object", "wasm_ld", "CodegenCrash"]
+__all__ = ["link_modules", "link_variants", "unsupported", "body_name", "MAX_BODIES", "emit_object", "wasm_ld", "CodegenCrash"]

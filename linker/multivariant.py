@@ -289,6 +289,26 @@ def _parse(text: str, context: llvm.ContextRef | None = None) -> llvm.ModuleRef:
     return parse_module(text, context=context)
 
 
+def unsupported(program: IRModule, options: MultivariantOptions) -> dict[str, str]:
+    """The functions of `program` the linker will not dispatch, whatever their variants, and
+    why (varargs, exception handling, setjmp, --max-size, ...): the build's plan, made before
+    passes run so that no variants are made for them."""
+    return _unsupported(ModuleText.parse(str(parse_module(program.bitcode))), options)
+
+
+def _unsupported(mt: ModuleText, options: MultivariantOptions) -> dict[str, str]:
+    twice, addressed = _returns_twice(mt), _block_addressed(mt)
+    out = {}
+    for name in list(mt.definitions) + list(mt.header_errors):
+        reason = _skip_reason(name, mt, twice, addressed)
+        instructions = instruction_count(mt.definitions[name].body(mt.lines)) if name in mt.definitions else 0
+        if not reason and instructions > options.max_size:
+            reason = f"larger than --max-size ({instructions} > {options.max_size} instructions)"
+        if reason:
+            out[name] = reason
+    return out
+
+
 def link_variants(
     program: IRModule,
     variants: Mapping[str, Sequence[Variant]],
@@ -308,15 +328,13 @@ def link_variants(
     internal once inlined, and trace ids are `unit_dispatch_id`s.
     """
     mt = ModuleText.parse(str(parse_module(program.bitcode)))
-    twice, addressed = _returns_twice(mt), _block_addressed(mt)
     names = list(mt.definitions) + [n for n in mt.header_errors if n not in mt.definitions]
+    skips = _unsupported(mt, options)
     reports: dict[str, FunctionReport] = {}
     plans: list[_Plan] = []
     for name in names:
-        reason = _skip_reason(name, mt, twice, addressed)
+        reason = skips.get(name, "")
         instructions = instruction_count(mt.definitions[name].body(mt.lines)) if name in mt.definitions else 0
-        if not reason and instructions > options.max_size:
-            reason = f"larger than --max-size ({instructions} > {options.max_size} instructions)"
         if not reason and not variants.get(name):
             reason = "no variants"
         if reason:

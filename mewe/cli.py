@@ -54,7 +54,8 @@ def _multivariant(args: argparse.Namespace) -> MultivariantOptions:
     flags = {"variants": args.variants, "seed": args.seed, "passes": args.passes, "stack": args.stack,
              "include": tuple(args.only) or None, "exclude": tuple(args.skip) or None, "policy": args.policy,
              "dispatch": args.dispatch, "tail_calls": args.tail_calls, "trace": args.trace, "reseed": args.reseed,
-             "rerandomize": args.rerandomize, "max_size": args.max_size, "max_cost": args.max_cost, "jobs": args.jobs, "executor": args.executor, "cache": args.cache}
+             "rerandomize": args.rerandomize, "max_size": args.max_size, "max_cost": args.max_cost, "jobs": args.jobs, "executor": args.executor, "cache": args.cache,
+             "verify_each": args.verify_each}
     if args.profile is not None:
         from mewe.profile import hot_functions
 
@@ -218,6 +219,9 @@ def _add_multivariant_options(b: argparse.ArgumentParser) -> None:
     mv.add_argument("--jobs", type=int, metavar="N", help="processes making variants (default: one per CPU)")
     mv.add_argument("--executor", metavar="URL",
                     help="where variants are made: local (processes, default), serial, or dask://HOST:PORT (a Dask scheduler)")
+    mv.add_argument("--verify-each", dest="verify_each", action="store_true", default=None,
+                    help="verify each variant after every pass, so an invalid one names the pass that broke it "
+                         "(slower; bypasses the variant cache)")
     mv.add_argument("--no-cache", dest="cache", action="store_false", default=None,
                     help="make every variant anew (default: reuse those in the cache)")
 

@@ -101,13 +101,16 @@ def discriminator(mv: MultivariantOptions, toolchain: Toolchain, *, fast_path_on
 
 
 def make_variants(program: IRModule, mv: MultivariantOptions) -> dict[str, list[Variant]]:
-    """Candidate variants of every function of `program`: twice as many as wanted, since
-    codegen folds some back into earlier bodies."""
+    """Candidate variants of every function of `program` the linker can dispatch (see
+    `linker.unsupported`): twice as many as wanted, since codegen folds some back into earlier
+    bodies."""
     from mewe import passes
 
+    skip = linker.unsupported(program, mv)
     return passes.diversify(program, variants=OVERGENERATE * mv.variants, seed=mv.seed, passes=mv.passes,
                             stack=mv.stack, include=mv.include, exclude=mv.exclude, jobs=mv.jobs,
-                            executor=mv.executor, cache=mv.cache, max_size=mv.max_size, invalid=True)
+                            executor=mv.executor, cache=mv.cache, max_size=mv.max_size, invalid=True,
+                            skip=frozenset(skip), verify_each=mv.verify_each)
 
 
 def link_multivariant(program: IRModule, options: CompileOptions, mv: MultivariantOptions,

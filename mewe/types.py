@@ -210,6 +210,7 @@ class MultivariantOptions:
     jobs: int = field(default_factory=lambda: os.cpu_count() or 1)  # worker processes
     executor: str | None = None  # None: local processes if worth it; "local", "serial", "dask://HOST:PORT"
     cache: bool = True  # reuse variants made before (under mewe.fsutil.cache_dir("variants"))
+    verify_each: bool = False  # verify after every pass, to name the pass that made invalid IR (no cache)
 
 
 @dataclass(frozen=True)

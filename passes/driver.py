@@ -20,7 +20,7 @@ import random
 import re
 import threading
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 from mewe import executors
 from mewe.errors import MeweError, raise_if_interrupted
@@ -57,6 +57,7 @@ class _Settings:
     count: int
     context: str  # the named module text, for passes that read fn.context
     cache: bool
+    verify_each: bool = False
 
 
 def diversify(
@@ -73,6 +74,8 @@ def diversify(
     cache: bool = True,
     max_size: int | None = None,
     invalid: bool = False,
+    skip: frozenset[str] = frozenset(),
+    verify_each: bool = False,
 ) -> dict[str, list[Variant]]:
     """Up to `variants` variants of every defined function of `module` (by original name).
 
@@ -82,6 +85,9 @@ def diversify(
     `cache`, functions diversified before with the same settings are not diversified again.
     Functions of more than `max_size` instructions get no variants. With `invalid`, variants
     that do not verify are returned too, with `error` saying why (the linker reports them).
+    Functions named in `skip` get none (the linker would not dispatch them). With
+    `verify_each`, each variant is verified after every pass, so an invalid one names the pass
+    that broke it; that bypasses the cache.
     """
     load_plugins()
     names = tuple(passes) if passes is not None else tuple(sorted(registry))
@@ -99,9 +105,10 @@ def diversify(
     name_values(mod)
     text = str(mod)
     spans = definitions(mod, text)
-    functions = [(n, text[start:end]) for n, start, end in spans if selected(n, include, exclude)
+    cache = cache and not verify_each
+    functions = [(n, text[start:end]) for n, start, end in spans if n not in skip and selected(n, include, exclude)
                  and (max_size is None or instruction_count(text[start:end].splitlines()) <= max_size)]
-    settings = _Settings(names, passes is None, stack, seed, variants, text, cache)
+    settings = _Settings(names, passes is None, stack, seed, variants, text, cache, verify_each)
     context = disk.digest(_skeleton(text, spans)) if any(registry[n].uses_context for n in names) else ""
     keys = [_key(settings, name, body, context) for name, body in functions]
 
@@ -117,6 +124,7 @@ def diversify(
     candidates = [v for vs in made for v in vs]
     result: dict[str, list[Variant]] = {}
     for variant, error in zip(candidates, verification_errors(text, candidates)):
+        error = error and (variant.error or error)  # verify_each named the pass that broke it
         if error and invalid:
             variant = dataclasses.replace(variant, error=error)
         if invalid or not error:
@@ -138,8 +146,9 @@ def _diversify_batch(settings: _Settings, functions: list[tuple[str, str]]) -> l
                 out.append([])  # a function the editable IR does not model keeps only its original body
                 continue
             fn.context = settings.context  # for passes that need the module around it (opt-pipeline)
+            check = functools.partial(_verified, settings.context) if settings.verify_each else None
             out.append(_variants(fn, name, instances, settings.count, settings.seed, settings.random_mode,
-                                 settings.stack))
+                                 settings.stack, check))
         return out
 
 
@@ -174,7 +183,7 @@ def _load(key: str, name: str) -> list[Variant] | None:
 
 
 def _variants(fn: Function, name: str, instances: dict[str, Pass], count: int, seed: int,
-              random_mode: bool, stack: int) -> list[Variant]:
+              random_mode: bool, stack: int, check: Callable[[Function], str] | None = None) -> list[Variant]:
     seen = {str(fn)}
     out: list[Variant] = []
     for k in range(count * ATTEMPTS_PER_VARIANT):
@@ -184,21 +193,33 @@ def _variants(fn: Function, name: str, instances: dict[str, Pass], count: int, s
         clone = fn.copy()
         order = rng.sample(list(instances), len(instances)) if random_mode else list(instances)
         applied: list[str] = []
+        error = ""
         for pass_name in order:
             if random_mode and len(applied) == stack:
                 break
             if _apply(instances[pass_name], clone, rng, name):
                 applied.append(pass_name)
+                error = error or (check and _after(pass_name, check(clone)))
         if random_mode and len(out) >= count // 2 and FALLBACK in instances and FALLBACK not in applied:
             # The surplus half stands in for variants codegen folds; small functions (forwarders,
             # drop glue) fold under most stacks, so these also carry junk codegen must keep.
             if _apply(instances[FALLBACK], clone, rng, name):
                 applied.append(FALLBACK)
+                error = error or (check and _after(FALLBACK, check(clone)))
         ir = str(clone)
         if applied and ir not in seen:
             seen.add(ir)
-            out.append(Variant(name, ir, tuple(applied)))
+            out.append(Variant(name, ir, tuple(applied), error=error or ""))
     return out
+
+
+def _verified(context: str, fn: Function) -> str:
+    """Why `fn`, in place of its original in the module `context`, does not verify ("" if it does)."""
+    return verification_errors(context, [Variant(fn.name, str(fn))])[0]
+
+
+def _after(pass_name: str, error: str) -> str:
+    return f"invalid after {pass_name}: {error}" if error else ""
 
 
 def _apply(p: Pass, fn: Function, rng: random.Random, name: str) -> bool:

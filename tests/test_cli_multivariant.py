@@ -192,3 +192,14 @@ def test_a_pass_that_raises_is_one_line_naming_it(tmp_path, broken_passes):
     assert r.returncode == 1 and not out.exists()
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
     assert r.stderr.startswith("mewe: error: pass 'raises' failed on function @") and "KeyError" in r.stderr
+
+
+def test_verify_each_names_the_pass_that_broke_a_variant(tmp_path, broken_passes):
+    out = tmp_path / "sort.wasm"
+    r = mewe("build", EXAMPLES / "sort.c", "--variants", "1", "--passes", "swap-commutative,undefined-use,shuffle-blocks",
+             "--verify-each", "-o", out, env=broken_passes)
+    assert r.returncode == 0, r.stderr
+    drops = [d for f in json.loads(out.with_name("sort.manifest.json").read_text())["functions"] for d in f["drops"]]
+    # passes that did not apply to a function are not in its list
+    assert drops and all(d.endswith(": invalid after undefined-use: use of undefined value '%nowhere'") for d in drops)
+    assert any(d.startswith("swap-commutative,undefined-use,shuffle-blocks: ") for d in drops), drops[:2]

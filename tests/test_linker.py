@@ -227,6 +227,23 @@ def test_unsupported_functions_are_skipped_with_a_reason(tmp_path):
     assert run(result.output, tmp_path) == (42, b"")
 
 
+def test_functions_the_linker_skips_get_no_variants(tmp_path):
+    """The plan is made before passes run: no variants are made for a function that cannot be
+    dispatched."""
+    from mewe import frontends, linker
+    from mewe.pipeline import make_variants
+    from mewe.toolchain import find_toolchain
+
+    (tmp_path / "u.c").write_text(UNSUPPORTED_C)
+    program = linker.link_modules([frontends.load_source(tmp_path / "u.c", mewe.CompileOptions(), find_toolchain())])
+    mv = MultivariantOptions(variants=2, max_size=2, cache=False)
+    skips = linker.unsupported(program, mv)
+    assert skips.keys() == {"sum", "main"} and skips["sum"] == "varargs"
+    assert skips["main"].startswith("larger than --max-size (") and skips["main"].endswith(" > 2 instructions)")
+    made = make_variants(program, mv)
+    assert "sum" not in made and "main" not in made and made["twice"]
+
+
 ODD_NAMES_C = r"""
 #include <stdio.h>
 int f1(int x) __asm__("p(q)");
