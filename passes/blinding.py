@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 
 from .framework import Pass, register
-from .ir import Function, Instr, int_width, take_type
+from .ir import WIDTHS, Function, Instr, int_width, take_type
 from .rules import Rule, const_value
 
 RULES_TEXT = """
@@ -19,7 +19,6 @@ C => sub A B        where A = rand, B = sub A C
 """
 
 RULES = [Rule.parse(line) for line in RULES_TEXT.splitlines() if line.strip()]
-WIDTHS = (8, 16, 32, 64)
 P_BLIND = 0.5
 
 

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import random
 
-from .blocks import SplitBlocks
 from .framework import Pass, register
 from .ir import Block, Function, Instr, int_width
-from .rules import _emit, literal, parse_expr
-from .values import WIDTHS, int_values, insertion_points, rename_uses
+from .rules import emit, literal, parse_expr
+from .values import WIDTHS, int_values, insertion_points, rename_uses, split_block
 
 # Always 1 for every x at every width in WIDTHS.
 OPAQUE_TEXT = """
@@ -66,14 +65,14 @@ class BogusBranch(Pass):
 
     @staticmethod
     def _insert(fn: Function, rng: random.Random, index: int, point: int, inputs, guards) -> None:
-        SplitBlocks._split(fn, index, point)
+        split_block(fn, index, point)
         head, tail = fn.blocks[index], fn.blocks[index + 1]
         bogus = Block(fn.fresh("bogus")[1:])
         x, width = rng.choice(guards)
         ty = f"i{width}"
         frozen = fn.fresh("opq")
         code = [Instr("freeze", frozen, text=f"freeze {ty} {x}")]
-        _emit(rng.choice(OPAQUE), {"x": frozen}, width, ty, lambda: fn.fresh("opq"), code, root=True)
+        emit(rng.choice(OPAQUE), {"x": frozen}, width, ty, lambda: fn.fresh("opq"), code, root=True)
         code[-1].result = fn.fresh("opq")
         head.instrs[-1:] = code + [Instr("br", args=[f"i1 {code[-1].result}", f"label %{tail.label}", f"label %{bogus.label}"])]
         if inputs:  # a perturbed copy of a value the tail reads, merged back in by a phi

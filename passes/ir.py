@@ -22,6 +22,7 @@ _LABEL_RE = re.compile(r'([-a-zA-Z$._0-9]+|"[^"]*"):(?:\s|$)')
 _DEFINE_RE = re.compile(rf"^define [^\n]*?({GLOBAL_NAME})\(")
 _INT_TYPE_RE = re.compile(r"i(\d+)")
 
+WIDTHS = (8, 16, 32, 64)  # the integer widths passes rewrite (and rules are proven at)
 BINOPS = frozenset("add sub mul udiv sdiv urem srem shl lshr ashr and or xor".split())
 COMMUTATIVE = frozenset("add mul and or xor".split())
 INT_FLAGS = frozenset("nuw nsw exact disjoint".split())

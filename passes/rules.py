@@ -37,7 +37,7 @@ from typing import Callable, Union
 from mewe.errors import MeweError
 
 from . import cache as disk
-from .ir import BINOPS, COMMUTATIVE, PREDICATES, Instr
+from .ir import BINOPS, COMMUTATIVE, PREDICATES, WIDTHS, Instr
 
 Expr = Union[str, int, tuple]  # a name, a constant, or (operator, operand, ...)
 
@@ -149,7 +149,7 @@ class Rule:
             if item[0] == "bind":
                 env[item[1]] = value
         out: list[Instr] = []
-        _emit(self.target, env, width, ty, fresh, out, root=True)
+        emit(self.target, env, width, ty, fresh, out, root=True)
         return out
 
 
@@ -252,14 +252,14 @@ def fold(op: str, a: int, b: int, width: int) -> int:
     return int(ops[op]()) & mask
 
 
-def _emit(expr: Expr, env: dict, width: int, ty: str, fresh: Callable[[], str], out: list[Instr], root: bool = False) -> str:
+def emit(expr: Expr, env: dict, width: int, ty: str, fresh: Callable[[], str], out: list[Instr], root: bool = False) -> str:
     if isinstance(expr, int):
         return literal(expr, width)
     if isinstance(expr, str):
         value = env[expr]
         return literal(value, width) if isinstance(value, int) else value
     op, a, b = expr
-    args = [_emit(a, env, width, ty, fresh, out), _emit(b, env, width, ty, fresh, out)]
+    args = [emit(a, env, width, ty, fresh, out), emit(b, env, width, ty, fresh, out)]
     result = None if root else fresh()
     if op in PREDICATES:
         out.append(Instr("icmp", result, pred=op, ty=ty, args=args))
@@ -384,8 +384,6 @@ def prove_rules(text: str, origin: str = "rules") -> list[Rule]:
     """Parse `text` (one rule a line, `#` comments) and prove every rule at every width
     `substitute` applies rules at, for every flag set of its source. A malformed or wrong rule
     is a one-line MeweError starting with `origin`; proofs are cached on disk."""
-    from .substitute import WIDTHS  # substitute imports this module
-
     out = []
     for line in filter(None, (raw.split("#", 1)[0].strip() for raw in text.splitlines())):
         try:

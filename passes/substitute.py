@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 
 from .framework import Pass, register
-from .ir import Function, Instr, int_width
+from .ir import WIDTHS, Function, Instr, int_width
 from .rules import NotApplicable, Rule, const_value, plugin_rules
 
 RULES_TEXT = """
@@ -69,7 +69,6 @@ RULES = [Rule.parse(line) for line in RULES_TEXT.splitlines() if line.strip() an
 RULES_BY_OP = {op: [r for r in RULES if r.op == op] for op in dict.fromkeys(r.op for r in RULES)}
 UNFOLD = [r for r in RULES if r.op == "mul" and ("log2 C" in r.text or "bit C" in r.text)]  # x*C as shifts and adds
 MAX_UNFOLD_BITS = 4  # multiplications by constants with at most this many set bits may unfold completely
-WIDTHS = (8, 16, 32, 64)  # the integer widths rules are applied (and proven) at
 MAX_DEPTH = 2  # how many times code a rule produced may itself be rewritten
 P_REWRITE = 0.5  # chance that an eligible instruction is rewritten
 

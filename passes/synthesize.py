@@ -16,10 +16,9 @@ import random
 
 from . import cache
 from .framework import Pass, register
-from .ir import Function, Instr, int_width
-from .rules import Expr, NotApplicable, _emit, const_value, fold
+from .ir import WIDTHS, Function, Instr, int_width
+from .rules import Expr, NotApplicable, const_value, emit, fold
 
-WIDTHS = (8, 16, 32, 64)
 SOURCE_OPS = frozenset("add sub mul and or xor shl lshr ashr".split())
 PAIR_OPS = ("add", "sub", "and", "or", "xor")  # over any two operands
 SAMPLES = 24
@@ -306,7 +305,7 @@ class Synthesize(Pass):
                 continue
             code: list[Instr] = []
             env = {f"x{i}": v for i, v in enumerate(leaves)}
-            _emit(rng.choice(options), env, width, ins.ty, lambda: fn.fresh("syn"), code, root=True)
+            emit(rng.choice(options), env, width, ins.ty, lambda: fn.fresh("syn"), code, root=True)
             code[-1].result = ins.result
             at = block.instrs.index(ins)
             block.instrs[at : at + 1] = code

@@ -1,15 +1,14 @@
-"""What the code-inserting passes need to know about values: the parameters, the result type of
-common instructions, which integer values are available at a point, and where code may go.
+"""The utilities passes share: the parameters, the result type of common instructions, which
+integer values are available at a point, where code may go, and how to split a block.
 """
 
 from __future__ import annotations
 
 import re
 
-from .blocks import _split_points
-from .ir import LOCAL, Function, Instr, int_width, split_top, take_type
+from .ir import LOCAL, WIDTHS, Block, Function, Instr, int_width, split_top, take_type  # noqa: F401  (WIDTHS: re-exported)
 
-WIDTHS = (8, 16, 32, 64)
+EH_PADS = frozenset("landingpad catchpad cleanuppad catchswitch".split())
 CASTS = frozenset("trunc zext sext fptrunc fpext fptoui fptosi uitofp sitofp ptrtoint inttoptr bitcast addrspacecast".split())
 _LOCAL_AT_END = re.compile(rf"({LOCAL})$")
 _NAME_RE = re.compile(LOCAL)
@@ -69,7 +68,7 @@ def int_values(fn: Function, block_index: int, point: int) -> list[tuple[str, in
 
 def insertion_points(fn: Function) -> list[tuple[int, int]]:
     """(block, index) pairs where new straight-line code may go before instruction `index`."""
-    return [(b, p) for b in range(len(fn.blocks)) for p in _split_points(fn, b)]
+    return [(b, p) for b in range(len(fn.blocks)) for p in split_points(fn, b)]
 
 
 def uses(ins: Instr) -> list[str]:
@@ -87,3 +86,36 @@ def rename_uses(ins: Instr, old: str, new: str) -> None:
         ins.text = pattern.sub(new, ins.text)
     else:
         ins.args = [pattern.sub(new, a) for a in ins.args]
+
+
+def split_points(fn: Function, index: int) -> list[int]:
+    """Where block `index` may be cut: after phis, EH pads and the entry's leading allocas; never
+    between a musttail call and its ret, nor after a call the block ends unreachable behind."""
+    instrs = fn.blocks[index].instrs
+    start = fn.blocks[index].phi_count
+    if start < len(instrs) and instrs[start].op in EH_PADS:
+        start += 1
+    if index == 0:  # allocas stay in the entry block, static
+        while start < len(instrs) and instrs[start].op == "alloca":
+            start += 1
+    end = len(instrs)
+    if instrs and instrs[-1].op == "unreachable":
+        # nothing after a call that does not return (`call @abort(); unreachable`): LLVM's wasm
+        # backend crashes on values defined after a trap and used in a later block
+        calls = [i for i, ins in enumerate(instrs) if ins.op in ("call", "invoke", "callbr", "tail", "musttail", "notail")]
+        end = calls[-1] + 1 if calls else end
+    return [i for i in range(start, end) if i == 0 or not (instrs[i - 1].text or "").startswith("musttail ")]
+
+
+def split_block(fn: Function, index: int, point: int) -> None:
+    """Cut block `index` before instruction `point` (one of `split_points`): the tail becomes a
+    new block right after it, reached by an unconditional branch."""
+    head = fn.blocks[index]
+    label = fn.fresh(head.label)
+    tail = Block(label[1:], head.instrs[point:])
+    head.instrs = head.instrs[:point] + [Instr("br", args=[f"label {label}"])]
+    fn.blocks.insert(index + 1, tail)
+    old = f"%{head.label}"
+    for ins in fn.instructions():  # predecessors named in phis: the terminator moved to `tail`
+        if ins.op == "phi" and ins.text is None:
+            ins.args[1::2] = [label if b == old else b for b in ins.args[1::2]]
