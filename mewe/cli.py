@@ -41,8 +41,14 @@ def _rerandomize(text: str) -> Rerandomize:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(n.strip() for n in text.split(",") if n.strip())
+def _pipeline(text: str) -> tuple[str, ...]:
+    from mewe.passes.framework import split_pipeline
+
+    return tuple(split_pipeline(text))
+
+
+def _fallback(text: str) -> str:
+    return "" if text == "none" else text  # "" (not None): given, and off
 
 
 def _multivariant(args: argparse.Namespace) -> MultivariantOptions:
@@ -55,11 +61,13 @@ def _multivariant(args: argparse.Namespace) -> MultivariantOptions:
              "include": tuple(args.only) or None, "exclude": tuple(args.skip) or None, "policy": args.policy,
              "dispatch": args.dispatch, "tail_calls": args.tail_calls, "trace": args.trace, "reseed": args.reseed,
              "rerandomize": args.rerandomize, "max_size": args.max_size, "max_cost": args.max_cost, "jobs": args.jobs, "executor": args.executor, "cache": args.cache,
-             "verify_each": args.verify_each}
+             "verify_each": args.verify_each, "fallback": args.fallback}
     if args.profile is not None:
         from mewe.profile import hot_functions
 
         flags["hot"] = hot_functions(args.profile)
+    if flags["fallback"] == "":
+        flags["fallback"], multivariant = None, dataclasses.replace(multivariant, fallback=None)
     return dataclasses.replace(multivariant, **{k: v for k, v in flags.items() if v is not None})
 
 
@@ -192,7 +200,12 @@ def _add_multivariant_options(b: argparse.ArgumentParser) -> None:
     mv.add_argument("--variants", type=int, metavar="N",
                     help="variants per function besides the original (default 0: a plain module)")
     mv.add_argument("--seed", type=int, metavar="S", help="seed for the passes (default 0); same seed, same binary")
-    mv.add_argument("--passes", type=_names, metavar="A,B", help="pass pipeline per variant (default: random stacks; see 'mewe passes')")
+    mv.add_argument("--passes", type=_pipeline, metavar="A,B",
+                    help="pass pipeline per variant, each pass optionally with parameters: 'substitute(p=0.3),junk-code' "
+                         "(default: random stacks; see 'mewe passes')")
+    mv.add_argument("--fallback", type=_fallback, metavar="PASS",
+                    help="random stacks: the pass the surplus half of the candidates also gets, so that small "
+                         "functions still get variants codegen keeps (default junk-code; 'none' for none)")
     mv.add_argument("--stack", type=int, metavar="K", help="passes stacked per variant in random mode (default 2)")
     mv.add_argument("--only", action="append", default=[], metavar="PATTERN", help="diversify only functions matching (fnmatch)")
     mv.add_argument("--skip", action="append", default=[], metavar="PATTERN", help="do not diversify functions matching")

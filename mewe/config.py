@@ -22,7 +22,7 @@ from mewe.types import MultivariantOptions, Policy, Rerandomize
 KEYS = {"variants": "variants", "seed": "seed", "passes": "passes", "stack": "stack", "include": "include",
         "exclude": "exclude", "policy": "policy", "dispatch": "dispatch", "tail-calls": "tail_calls",
         "trace": "trace", "reseed": "reseed", "rerandomize": "rerandomize", "jobs": "jobs", "executor": "executor",
-        "cache": "cache", "max-size": "max_size", "max-cost": "max_cost"}
+        "cache": "cache", "max-size": "max_size", "max-cost": "max_cost", "fallback": "fallback"}
 
 
 def find_settings(start: Path | None = None) -> tuple[Path | None, dict[str, Any]]:
@@ -55,12 +55,18 @@ def apply_settings(options: MultivariantOptions, settings: dict[str, Any], origi
             value = Policy.parse(str(value))
         elif field == "rerandomize":
             value = Rerandomize.parse(str(value))
+        elif field == "fallback":
+            if not isinstance(value, str):
+                raise MeweError(f"{origin}: '{key}' must be a pass name or 'none'")
+            value = None if value == "none" else value
         elif field == "executor":
             if not isinstance(value, str):
                 raise MeweError(f"{origin}: '{key}' must be a string")
         elif field in ("passes", "include", "exclude"):
-            if isinstance(value, str):
-                value = [v.strip() for v in value.split(",") if v.strip()]
+            if isinstance(value, str):  # a pass may carry parameters: junk-code(sites=1,...)
+                from mewe.passes.framework import split_pipeline
+
+                value = split_pipeline(value) if field == "passes" else [v.strip() for v in value.split(",") if v.strip()]
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise MeweError(f"{origin}: '{key}' must be a list of names")
             value = tuple(value)

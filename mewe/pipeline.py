@@ -110,7 +110,7 @@ def make_variants(program: IRModule, mv: MultivariantOptions) -> dict[str, list[
     return passes.diversify(program, variants=OVERGENERATE * mv.variants, seed=mv.seed, passes=mv.passes,
                             stack=mv.stack, include=mv.include, exclude=mv.exclude, jobs=mv.jobs,
                             executor=mv.executor, cache=mv.cache, max_size=mv.max_size, invalid=True,
-                            skip=frozenset(skip), verify_each=mv.verify_each)
+                            skip=frozenset(skip), verify_each=mv.verify_each, fallback=mv.fallback)
 
 
 def link_multivariant(program: IRModule, options: CompileOptions, mv: MultivariantOptions,

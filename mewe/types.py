@@ -194,6 +194,7 @@ class MultivariantOptions:
     seed: int = 0  # seeds the passes; the same seed gives the same binary
     passes: tuple[str, ...] | None = None  # pipeline; None picks and stacks passes at random per variant
     stack: int = 2  # passes stacked per variant when picking at random
+    fallback: str | None = "junk-code"  # random stacks: the pass the surplus half also gets (None: none)
     include: tuple[str, ...] = ()  # function-name patterns to diversify (default: all)
     exclude: tuple[str, ...] = ()
     policy: Policy = Policy()  # the discriminator's default; the host may override it

@@ -13,7 +13,6 @@ from .framework import Pass, register
 from .ir import Function
 from .values import split_block, split_points
 
-MAX_SPLITS = 3
 
 
 @register
@@ -36,12 +35,14 @@ class ShuffleBlocks(Pass):
 class SplitBlocks(Pass):
     name = "split-blocks"
     description = "splits basic blocks in two, joined by an unconditional branch"
+    parameters = {"splits": "most blocks split"}
+    splits = 3
 
     def apply(self, fn: Function, rng: random.Random) -> bool:
         if any(i.op == "phi" and i.text is not None for i in fn.instructions()):
             return False  # a phi the model cannot rename
         changed = False
-        for _ in range(rng.randint(1, MAX_SPLITS)):
+        for _ in range(rng.randint(1, max(1, self.splits))):
             sites = [(b, p) for b in range(len(fn.blocks)) for p in split_points(fn, b)]
             if not sites:
                 break

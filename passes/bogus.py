@@ -27,7 +27,6 @@ eq (and (and x (sub 0 x)) (sub (and x (sub 0 x)) 1)) 0
 """
 OPAQUE = [parse_expr(line) for line in OPAQUE_TEXT.strip().splitlines()]
 JUNK_OPS = ("add", "sub", "xor", "mul", "or", "and")
-MAX_SITES = 2
 
 
 def _tail_inputs(tail: list[Instr]) -> list[tuple[str, str]]:
@@ -46,12 +45,14 @@ def _tail_inputs(tail: list[Instr]) -> list[tuple[str, str]]:
 class BogusBranch(Pass):
     name = "bogus-branch"
     description = "adds never-taken paths behind opaque predicates, joined back through phis"
+    parameters = {"sites": "most never-taken paths added"}
+    sites = 2
 
     def apply(self, fn: Function, rng: random.Random) -> bool:
         if any(i.op == "phi" and i.text is not None for i in fn.instructions()):
             return False  # a phi the model cannot rename
         changed = False
-        for _ in range(rng.randint(1, MAX_SITES)):
+        for _ in range(rng.randint(1, max(1, self.sites))):
             points = insertion_points(fn)
             while points:  # a random point with an integer value to build the predicate from
                 b, p = points.pop(rng.randrange(len(points)))

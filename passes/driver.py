@@ -28,7 +28,7 @@ from mewe.llvmir import definitions, instruction_count, llvm_error, parse_module
 from mewe.types import IRModule, Variant
 
 from . import cache as disk
-from .framework import Pass, _plugins, load_plugins, plugin_rules_digest, registry
+from .framework import Pass, _plugins, instantiate, load_plugins, parse_spec, plugin_rules_digest, registry
 from .ir import Function, name_values
 
 ATTEMPTS_PER_VARIANT = 3  # tries per requested variant before a function is deemed exhausted
@@ -58,6 +58,7 @@ class _Settings:
     context: str  # the named module text, for passes that read fn.context
     cache: bool
     verify_each: bool = False
+    fallback: str | None = None  # the pass the surplus half of random stacks also gets
 
 
 def diversify(
@@ -76,11 +77,14 @@ def diversify(
     invalid: bool = False,
     skip: frozenset[str] = frozenset(),
     verify_each: bool = False,
+    fallback: str | None = FALLBACK,
 ) -> dict[str, list[Variant]]:
     """Up to `variants` variants of every defined function of `module` (by original name).
 
-    `passes` is a pipeline of pass names applied in order; None picks `stack` passes at random
-    for each variant (from those that apply). Functions no pass changes get no entry.
+    `passes` is a pipeline of pass specs applied in order (`substitute`, or with parameters
+    `junk-code(sites=1)`); None picks `stack` passes at random for each variant (from those
+    that apply), and the surplus half of them also gets the `fallback` pass (None: none).
+    Functions no pass changes get no entry.
     `executor` and `jobs` say where functions are diversified (`mewe.executors`); with
     `cache`, functions diversified before with the same settings are not diversified again.
     Functions of more than `max_size` instructions get no variants. With `invalid`, variants
@@ -91,10 +95,12 @@ def diversify(
     """
     load_plugins()
     names = tuple(passes) if passes is not None else tuple(sorted(registry))
-    unknown = [n for n in names if n not in registry]
-    if unknown:
-        raise MeweError(f"unknown pass '{unknown[0]}' (`mewe passes` lists them)")
-    local_only = [n for n in names if not registry[n].__module__.startswith(__package__ + ".") and n not in _plugins]
+    fallback = fallback if passes is None else None
+    used = names + ((fallback,) if fallback else ())
+    for spec in used:  # unknown passes and bad parameters are errors here, not in a worker
+        instantiate(spec)
+    kinds = {spec: registry[parse_spec(spec)[0]] for spec in used}
+    local_only = [n for n in used if not kinds[n].__module__.startswith(__package__ + ".") and parse_spec(n)[0] not in _plugins]
     if local_only:  # registered at run time: other processes do not have it
         if executor not in (None, executors.SERIAL):
             raise MeweError(f"pass '{local_only[0]}' is not built in or a plugin, so it cannot run on executor '{executor}'")
@@ -108,8 +114,8 @@ def diversify(
     cache = cache and not verify_each
     functions = [(n, text[start:end]) for n, start, end in spans if n not in skip and selected(n, include, exclude)
                  and (max_size is None or instruction_count(text[start:end].splitlines()) <= max_size)]
-    settings = _Settings(names, passes is None, stack, seed, variants, text, cache, verify_each)
-    context = disk.digest(_skeleton(text, spans)) if any(registry[n].uses_context for n in names) else ""
+    settings = _Settings(names, passes is None, stack, seed, variants, text, cache, verify_each, fallback)
+    context = disk.digest(_skeleton(text, spans)) if any(kinds[n].uses_context for n in used) else ""
     keys = [_key(settings, name, body, context) for name, body in functions]
 
     made: list[list[Variant] | None] = [_load(key, name) if cache else None for key, (name, _) in zip(keys, functions)]
@@ -136,7 +142,7 @@ def _diversify_batch(settings: _Settings, functions: list[tuple[str, str]]) -> l
     """The candidate variants of each (name, text) function: one task's work, in any process."""
     with _LOCK, disk.enabled(settings.cache):
         load_plugins()
-        instances = {n: registry[n]() for n in settings.passes}
+        instances = {spec: instantiate(spec) for spec in (*settings.passes, settings.fallback) if spec}
         out = []
         for name, body in functions:
             raise_if_interrupted()
@@ -147,17 +153,18 @@ def _diversify_batch(settings: _Settings, functions: list[tuple[str, str]]) -> l
                 continue
             fn.context = settings.context  # for passes that need the module around it (opt-pipeline)
             check = functools.partial(_verified, settings.context) if settings.verify_each else None
-            out.append(_variants(fn, name, instances, settings.count, settings.seed, settings.random_mode,
-                                 settings.stack, check))
+            out.append(_variants(fn, name, instances, settings.passes, settings.count, settings.seed,
+                                 settings.random_mode, settings.stack, check, settings.fallback))
         return out
 
 
 def _key(settings: _Settings, name: str, body: str, context: str) -> str:
     """The cache key of one function's candidates: its text, the settings, the code that makes
     them and `context`, the digest of what passes reading the module may depend on."""
-    modules = tuple(sorted({registry[n].__module__ for n in settings.passes}))
+    modules = tuple(sorted({registry[parse_spec(n)[0]].__module__ for n in (*settings.passes, settings.fallback) if n}))
     return disk.digest("variants", disk.code_version(modules), name, body, context, settings.passes,
-                       settings.random_mode, settings.stack, settings.seed, settings.count, plugin_rules_digest())
+                       settings.random_mode, settings.stack, settings.seed, settings.count, plugin_rules_digest(),
+                       settings.fallback)
 
 
 def _skeleton(text: str, spans: list[tuple[str, int, int]]) -> str:
@@ -182,8 +189,9 @@ def _load(key: str, name: str) -> list[Variant] | None:
     return [Variant(name, ir, tuple(applied)) for ir, applied in entry]
 
 
-def _variants(fn: Function, name: str, instances: dict[str, Pass], count: int, seed: int,
-              random_mode: bool, stack: int, check: Callable[[Function], str] | None = None) -> list[Variant]:
+def _variants(fn: Function, name: str, instances: dict[str, Pass], pipeline: Sequence[str], count: int, seed: int,
+              random_mode: bool, stack: int, check: Callable[[Function], str] | None = None,
+              fallback: str | None = None) -> list[Variant]:
     seen = {str(fn)}
     out: list[Variant] = []
     for k in range(count * ATTEMPTS_PER_VARIANT):
@@ -191,7 +199,7 @@ def _variants(fn: Function, name: str, instances: dict[str, Pass], count: int, s
             break
         rng = random.Random(f"{seed}:{name}:{k}")
         clone = fn.copy()
-        order = rng.sample(list(instances), len(instances)) if random_mode else list(instances)
+        order = rng.sample(list(pipeline), len(pipeline)) if random_mode else list(pipeline)
         applied: list[str] = []
         error = ""
         for pass_name in order:
@@ -200,12 +208,12 @@ def _variants(fn: Function, name: str, instances: dict[str, Pass], count: int, s
             if _apply(instances[pass_name], clone, rng, name):
                 applied.append(pass_name)
                 error = error or (check and _after(pass_name, check(clone)))
-        if random_mode and len(out) >= count // 2 and FALLBACK in instances and FALLBACK not in applied:
+        if random_mode and fallback and len(out) >= count // 2 and fallback not in applied:
             # The surplus half stands in for variants codegen folds; small functions (forwarders,
-            # drop glue) fold under most stacks, so these also carry junk codegen must keep.
-            if _apply(instances[FALLBACK], clone, rng, name):
-                applied.append(FALLBACK)
-                error = error or (check and _after(FALLBACK, check(clone)))
+            # drop glue) fold under most stacks, so these also carry code codegen must keep.
+            if _apply(instances[fallback], clone, rng, name):
+                applied.append(fallback)
+                error = error or (check and _after(fallback, check(clone)))
         ir = str(clone)
         if applied and ir not in seen:
             seen.add(ir)

@@ -6,6 +6,7 @@ and add rewrite rules to `substitute` through the `mewe.rules` group (see `rules
 from __future__ import annotations
 
 import random
+import re
 from importlib.metadata import entry_points
 from typing import ClassVar
 
@@ -30,9 +31,76 @@ class Pass:
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     uses_context: ClassVar[bool] = False
+    # Knobs a pipeline may set (`--passes 'junk-code(sites=1)'`): name -> one-line meaning. Each
+    # is also a class attribute holding its default (an int, float or bool).
+    parameters: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, **settings: str | int | float | bool):
+        for key, value in settings.items():
+            if key not in self.parameters:
+                known = ", ".join(self.parameters) or "none"
+                raise MeweError(f"pass '{self.name}' has no parameter '{key}' (its parameters: {known})")
+            setattr(self, key, _converted(self.name, key, value, getattr(type(self), key)))
 
     def apply(self, fn: Function, rng: random.Random) -> bool:
         raise NotImplementedError
+
+
+def _converted(name: str, key: str, value, default):
+    """`value` (text from a pipeline, or a number) as the type of the parameter's default."""
+    kind = type(default)
+    try:
+        if kind is bool:
+            if str(value).lower() not in ("1", "0", "true", "false"):
+                raise ValueError
+            return str(value).lower() in ("1", "true")
+        out = kind(value)
+    except ValueError:
+        raise MeweError(f"pass '{name}': parameter '{key}' must be {'an integer' if kind is int else 'a number' if kind is float else kind.__name__}, "
+                        f"not '{value}'") from None
+    if out < 0:
+        raise MeweError(f"pass '{name}': parameter '{key}' must not be negative")
+    return out
+
+
+_SPEC = re.compile(r"\s*([-\w.]+)\s*(?:\((.*)\))?\s*")
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
+    """`junk-code(sites=1, widths=32)` -> ("junk-code", {"sites": "1", "widths": "32"})."""
+    m = _SPEC.fullmatch(spec)
+    if not m:
+        raise MeweError(f"bad pass '{spec}' (use NAME or NAME(key=value,...))")
+    params = {}
+    for item in filter(None, (i.strip() for i in (m[2] or "").split(","))):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip() or not value.strip():
+            raise MeweError(f"bad parameter '{item}' in pass '{spec}' (use key=value)")
+        params[key.strip()] = value.strip()
+    return m[1], params
+
+
+def split_pipeline(text: str) -> list[str]:
+    """A textual pipeline split into pass specs at commas outside parentheses."""
+    out, depth, cur = [], 0, []
+    for ch in text:
+        depth += (ch == "(") - (ch == ")")
+        if ch == "," and depth == 0:
+            out.append("".join(cur).strip())
+            cur = []
+        else:
+            cur.append(ch)
+    out.append("".join(cur).strip())
+    return [s for s in out if s]
+
+
+def instantiate(spec: str) -> Pass:
+    """The pass a spec names, with its parameters set (plugins loaded first)."""
+    load_plugins()
+    name, params = parse_spec(spec)
+    if name not in registry:
+        raise MeweError(f"unknown pass '{name}' (`mewe passes` lists them)")
+    return registry[name](**params)
 
 
 registry: dict[str, type[Pass]] = {}  # name -> Pass class, in registration order
@@ -70,6 +138,8 @@ def load_plugins() -> None:
 
 
 def describe() -> list[tuple[str, str]]:
-    """(name, description) of every pass, plugins included: what `mewe passes` prints."""
+    """(name, description) of every pass, plugins included: what `mewe passes` prints. The
+    description ends with the pass's parameters and their defaults, if it has any."""
     load_plugins()
-    return [(name, cls.description) for name, cls in registry.items()]
+    return [(name, cls.description + "".join(f"; {k}={getattr(cls, k)}: {v}" for k, v in cls.parameters.items()))
+            for name, cls in registry.items()]

@@ -15,13 +15,14 @@ from .rules import literal
 from .values import insertion_points, int_values
 
 OPS = ("add", "sub", "xor", "mul", "or", "and")
-MAX_SITES = 3
 
 
 @register
 class JunkCode(Pass):
     name = "junk-code"
     description = "adds junk computations kept alive by volatile accesses to a fresh stack slot"
+    parameters = {"sites": "most places junk is added at"}
+    sites = 3
 
     def apply(self, fn: Function, rng: random.Random) -> bool:
         points = insertion_points(fn)
@@ -29,7 +30,7 @@ class JunkCode(Pass):
             return False
         width = rng.choice((32, 64))
         ty, slot = f"i{width}", fn.fresh("junk.slot")
-        chosen = sorted(rng.sample(points, min(len(points), rng.randint(1, MAX_SITES))), reverse=True)
+        chosen = sorted(rng.sample(points, min(len(points), rng.randint(1, max(1, self.sites)))), reverse=True)
         for b, p in chosen:  # from the last point back, so earlier indices stay valid
             acc = fn.fresh("junk")
             code = [Instr("load", acc, text=f"load volatile {ty}, ptr {slot}, align {width // 8}")]

@@ -15,7 +15,6 @@ from .ir import Function, Instr, split_top
 
 _ALIGN_RE = re.compile(r"align (\d+)")
 PAD_SIZES = (4, 8, 16, 24, 32, 64)
-MAX_PADS = 3
 MAX_ALIGN = 16
 
 
@@ -34,6 +33,8 @@ def _static(ins: Instr) -> bool:
 class StackLayout(Pass):
     name = "stack-layout"
     description = "reorders the entry block's stack slots, raises their alignment and pads between them"
+    parameters = {"pads": "most padding slots added"}
+    pads = 3
 
     def apply(self, fn: Function, rng: random.Random) -> bool:
         entry = fn.blocks[0].instrs
@@ -49,7 +50,7 @@ class StackLayout(Pass):
                 align = min(MAX_ALIGN, int(m.group(1)) * 2 ** rng.randint(1, 2))
                 ins.text = ins.text[: m.start()] + f"align {align}" + ins.text[m.end() :]
         touches = []
-        for _ in range(rng.randint(1, MAX_PADS)):
+        for _ in range(rng.randint(1, max(1, self.pads))):
             pad = fn.fresh("pad")
             order.insert(rng.randint(0, len(order)), Instr("alloca", pad, text=f"alloca [{rng.choice(PAD_SIZES)} x i8], align {2 ** rng.randint(0, 4)}"))
             touches.append(Instr("store", text=f"store volatile i8 {rng.randrange(256) - 128}, ptr {pad}, align 1"))

@@ -2,7 +2,7 @@
 
 The rules are the table below (notation in rules.py); tests/test_rules.py proves every one with
 z3 at every width in WIDTHS. Rules from `mewe.rules` plugins, proven when loaded, apply too
-(`rules_for`). Rewritten code may be rewritten again, up to MAX_DEPTH, so multiplications by
+(`rules_for`). Rewritten code may be rewritten again, up to `depth` times, so multiplications by
 constants unfold into chains of shifts and adds.
 """
 
@@ -69,8 +69,6 @@ RULES = [Rule.parse(line) for line in RULES_TEXT.splitlines() if line.strip() an
 RULES_BY_OP = {op: [r for r in RULES if r.op == op] for op in dict.fromkeys(r.op for r in RULES)}
 UNFOLD = [r for r in RULES if r.op == "mul" and ("log2 C" in r.text or "bit C" in r.text)]  # x*C as shifts and adds
 MAX_UNFOLD_BITS = 4  # multiplications by constants with at most this many set bits may unfold completely
-MAX_DEPTH = 2  # how many times code a rule produced may itself be rewritten
-P_REWRITE = 0.5  # chance that an eligible instruction is rewritten
 
 
 def rules_for(op: str) -> list[Rule]:
@@ -101,13 +99,17 @@ def rewrite(fn: Function, ins: Instr, rng: random.Random, rules: list[Rule] | No
 class Substitute(Pass):
     name = "substitute"
     description = "rewrites integer arithmetic, logic and compares as equivalent (mixed boolean-arithmetic) expressions"
+    parameters = {"p": "chance that an eligible instruction is rewritten",
+                  "depth": "how many times code a rule produced may itself be rewritten"}
+    p = 0.5
+    depth = 2
 
     def apply(self, fn: Function, rng: random.Random) -> bool:
         eligible = [(b, i) for b in fn.blocks for i in b.instrs
                     if i.text is None and i.op not in ("br", "phi", "select") and int_width(i.ty) in WIDTHS]
         if not eligible:
             return False
-        chosen = {id(i) for _, i in eligible if rng.random() < P_REWRITE} or {id(rng.choice(eligible)[1])}
+        chosen = {id(i) for _, i in eligible if rng.random() < self.p} or {id(rng.choice(eligible)[1])}
         changed = False
         for block in fn.blocks:
             out: list[Instr] = []
@@ -122,11 +124,11 @@ class Substitute(Pass):
         if _small_mul(ins) and rng.random() < 0.5:
             return _unfold(fn, ins, rng)
         new = rewrite(fn, ins, rng)
-        if new is None or depth + 1 >= MAX_DEPTH:
+        if new is None or depth + 1 >= self.depth:
             return new
         out = []
         for n in new:
-            again = self._expand(fn, n, rng, depth + 1) if rng.random() < P_REWRITE else None
+            again = self._expand(fn, n, rng, depth + 1) if rng.random() < self.p else None
             out.extend(again or [n])
         return out
 

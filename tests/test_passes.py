@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -391,3 +392,30 @@ def test_optnone_functions_at_O0_are_diversified_too(program_output, toolchain, 
     assert {"mix", "collatz", "classify", "main"} <= set(variants)
     wasm = build(substituted(module_text(module), {f: vs[0].ir for f, vs in variants.items()}), tmp_path, "O0")
     assert run(wasm, [], numbers(EDGES), tmp_path) == program_output(EDGES)
+
+
+def test_pass_parameters_in_a_textual_pipeline(program):
+    from mewe.passes.framework import instantiate, parse_spec, split_pipeline
+
+    assert split_pipeline("substitute(p=0.9, depth=1),junk-code , shuffle-blocks") == \
+        ["substitute(p=0.9, depth=1)", "junk-code", "shuffle-blocks"]
+    assert parse_spec("substitute(p=0.9, depth=1)") == ("substitute", {"p": "0.9", "depth": "1"})
+    one = instantiate("junk-code(sites=1)")
+    assert one.sites == 1 and registry["junk-code"]().sites == 3  # the class default is untouched
+    # one junk site per variant: one volatile load, against up to three by default
+    few = diversify(program, variants=4, seed=2, passes=["junk-code(sites=1)"], include=["collatz"])["collatz"]
+    many = diversify(program, variants=4, seed=2, passes=["junk-code(sites=9)"], include=["collatz"])["collatz"]
+    assert all(v.ir.count("load volatile") == 1 for v in few)
+    assert max(v.ir.count("load volatile") for v in many) > 1
+    assert [v.passes for v in few] == [("junk-code(sites=1)",)] * 4
+    for bad, message in (("junk-code(spots=1)", "has no parameter 'spots'"), ("junk-code(sites=x)", "must be an integer"),
+                         ("junk-code(sites)", "use key=value"), ("nope(a=1)", "unknown pass 'nope'")):
+        with pytest.raises(MeweError, match=re.escape(message)):
+            diversify(program, variants=1, seed=1, passes=[bad])
+
+
+def test_the_fallback_pass_is_a_setting(program):
+    stacked = diversify(program, variants=4, seed=3, stack=1)
+    assert any(len(v.passes) == 2 and v.passes[1] == "junk-code" for vs in stacked.values() for v in vs)
+    alone = diversify(program, variants=4, seed=3, stack=1, fallback=None)
+    assert all(len(v.passes) == 1 for vs in alone.values() for v in vs)
