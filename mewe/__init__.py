@@ -16,12 +16,25 @@ are importable: `mewe.frontends` (sources -> LLVM IR), `mewe.passes` (variants),
 __version__ = "0.1.0"
 
 from mewe.errors import MeweError  # noqa: E402
-from mewe.pipeline import build, cargo_build  # noqa: E402
-from mewe.runtime import TraceDigest, run  # noqa: E402
-from mewe.inspect import preservation  # noqa: E402
 from mewe.types import (  # noqa: E402
     BuildResult, CompileOptions, IRModule, Manifest, MultivariantOptions, Policy, Rerandomize, Variant,
 )
+
+# The stages load on first use (PEP 562), so a tool that needs little (mewe-cc's argument
+# handling, `mewe --help`) does not pay for LLVM and wasmtime at start-up.
+_LAZY = {"build": "mewe.pipeline", "cargo_build": "mewe.pipeline", "run": "mewe.runtime",
+         "TraceDigest": "mewe.runtime", "preservation": "mewe.inspect"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'mewe' has no attribute '{name}'")
+
 
 __all__ = ["build", "cargo_build", "run", "TraceDigest", "preservation", "MeweError", "BuildResult", "CompileOptions", "IRModule",
            "Manifest", "MultivariantOptions", "Policy", "Rerandomize", "Variant", "__version__"]
