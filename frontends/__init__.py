@@ -11,14 +11,12 @@ from pathlib import Path
 
 from mewe.errors import MeweError
 from mewe.toolchain import Toolchain
-from mewe.types import CompileOptions, IRModule
+from mewe.types import C_SUFFIXES, IR_SUFFIXES, CompileOptions, IRModule
 
 from .c import compile_c
 from .ir import load_ir
 from .rust import RUST_SUFFIXES, compile_rust
 
-C_SUFFIXES = (".c",)
-IR_SUFFIXES = (".ll", ".bc")
 
 
 def load_source(path: str | Path, options: CompileOptions, toolchain: Toolchain, *, verbose: bool = False) -> IRModule:
@@ -35,7 +33,7 @@ def load_source(path: str | Path, options: CompileOptions, toolchain: Toolchain,
         return load_ir(path.name, compile_rust(path, options, verbose=verbose), origin=str(path))
     if suffix in IR_SUFFIXES:
         return load_ir(path.name, path.read_bytes(), origin=str(path))
-    raise MeweError(f"{path}: unsupported input type '{path.suffix or '(none)'}' (expected .c, .rs, .ll or .bc)")
+    raise MeweError(f"{path}: unsupported input type '{path.suffix or '(none)'}' (expected .c, .i, .rs, .ll or .bc)")
 
 
 __all__ = ["load_source", "compile_c", "compile_rust", "load_ir"]

@@ -24,7 +24,11 @@ def compile_c(source: Path, options: CompileOptions, toolchain: Toolchain, *, ve
     """Compile `source` to LLVM bitcode; raises MeweError with clang's diagnostics on failure."""
     with tempfile.TemporaryDirectory(prefix="mewe-cc-") as tmp:
         out = Path(tmp) / (source.stem + ".bc")
-        argv = toolchain.command(*toolchain.cflags, *cflags(options), "-c", "-emit-llvm", str(source), "-o", str(out))
+        # A .i file (C already preprocessed) goes through the preprocessor again as C: it only has
+        # line markers left, and clang then treats it exactly like a .c file.
+        language = ["-x", "c"] if source.suffix.lower() == ".i" else []
+        argv = toolchain.command(*toolchain.cflags, *cflags(options), "-c", "-emit-llvm", *language, str(source),
+                                 "-o", str(out))
         proc = toolchain.run(argv, what=f"{source}: compilation", verbose=verbose)
         if proc.stderr:  # warnings: show them as a compiler would
             sys.stderr.write(proc.stderr)

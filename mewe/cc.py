@@ -28,14 +28,12 @@ from typing import Any, Sequence
 
 from mewe.config import KEYS, apply_settings, find_settings
 from mewe.errors import MeweError, run_reporting
-from mewe.types import OPT_LEVELS, CompileOptions, MultivariantOptions
+from mewe.types import C_SUFFIXES, IR_SUFFIXES, OPT_LEVELS, CompileOptions, MultivariantOptions
 
 PROG = "mewe-cc"
 DEFAULT_VARIANTS = 4
 # Driver-only settings besides MultivariantOptions' (see config.KEYS).
 DRIVER_KEYS = ("manifest", "verbose")
-C_SUFFIXES = (".c", ".i")
-IR_SUFFIXES = (".ll", ".bc")
 ASM_SUFFIXES = (".s", ".S")
 # Flags whose value is the next argument (or joined to them).
 COMPILE_WITH_ARG = ("-I", "-D", "-U", "-include", "-imacros", "-isystem", "-iquote", "-idirafter", "-iprefix",

@@ -91,7 +91,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
     options = CompileOptions(
         include_dirs=tuple(args.include), defines=tuple(args.define), undefines=tuple(args.undefine),
-        opt_level=args.opt,
+        opt_level=args.opt, extra_flags=tuple(getattr(args, "cflags", ())),
     )
     output = args.output or Path(args.sources[0]).with_suffix(".wasm").name
     result = build(args.sources, output, options=options, multivariant=_multivariant(args), cc=args.cc,
@@ -346,7 +346,15 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
+    parser = make_parser()
+    args, unknown = parser.parse_known_args(argv)
+    # `mewe build` takes the compiler flags users type (-Wall, -std=gnu11, -g, -fno-strict-aliasing,
+    # ...) and passes what it does not own to clang; a misspelt --option is still an error.
+    if unknown and getattr(args, "func", None) is _cmd_build and all(a.startswith("-") and not a.startswith("--")
+                                                                    for a in unknown):
+        args.cflags = unknown
+    elif unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     return run_reporting("mewe", lambda: args.func(args))
 
 

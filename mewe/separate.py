@@ -180,16 +180,34 @@ def _symbols(bitcode: bytes) -> tuple[set[str], set[str]]:
     return defined, undefined
 
 
-def _archive_paths(items: list[str]) -> list[Path]:
-    """The archives on a link line: named directly, or as -lNAME found in the -L directories."""
-    dirs = [i[2:] if len(i) > 2 else "" for i in items if i.startswith("-L")]
-    found = []
-    for k, item in enumerate(items):
+def resolve_libraries(items: list[str]) -> list[str]:
+    """The link line with each `-lNAME` that names a `libNAME.a` in a `-L` directory (searched
+    in order, wherever the -L stands, as clang does) replaced by that archive's path. zig's
+    driver would drop `-l` names that are also parts of libc (util, m, rt, dl, pthread, c),
+    losing a project's own `libutil.a`; names not found stay for the linker's own search."""
+    flat: list[str] = []
+    k = 0
+    while k < len(items):  # `-L DIR` and `-l NAME` as one item each
+        if items[k] in ("-L", "-l") and k + 1 < len(items):
+            flat.append(items[k] + items[k + 1])
+            k += 2
+        else:
+            flat.append(items[k])
+            k += 1
+    dirs = [Path(i[2:]) for i in flat if i.startswith("-L") and len(i) > 2]
+    out = []
+    for item in flat:
         if item.startswith("-l") and len(item) > 2:
-            found += [p for p in (Path(d) / f"lib{item[2:]}.a" for d in dirs if d) if p.is_file()][:1]
-        elif not item.startswith("-") and Path(item).suffix == ".a":
-            found.append(Path(item))
-    return found
+            found = next((d / f"lib{item[2:]}.a" for d in dirs if (d / f"lib{item[2:]}.a").is_file()), None)
+            out.append(str(found) if found else item)
+        else:
+            out.append(item)
+    return out
+
+
+def _archive_paths(items: list[str]) -> list[Path]:
+    """The archives on a link line (after `resolve_libraries`)."""
+    return [Path(i) for i in items if not i.startswith("-") and Path(i).suffix == ".a"]
 
 
 def _needed_members(bitcode: list[bytes], archives: list[Path]) -> list[tuple[str, bytes]]:
@@ -278,7 +296,7 @@ def link(
     check_options(multivariant)
     toolchain = find_toolchain(cc)
     out = Path(output)
-    items = [str(a) for a in args]
+    items = resolve_libraries([str(a) for a in args])
     for item in items:
         if not item.startswith("-") and not Path(item).exists():
             raise MeweError(f"{item}: no such file")

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 OPT_LEVELS = ("0", "1", "2", "3", "s", "z")
+# What the frontends compile, by suffix (one table for mewe build and mewe-cc).
+C_SUFFIXES = (".c", ".i")  # .i: C already preprocessed
+IR_SUFFIXES = (".ll", ".bc")
 
 
 @dataclass(frozen=True)

@@ -238,3 +238,27 @@ def test_same_inputs_and_seed_give_identical_objects_and_programs(project):
         assert (project / "one" / built).read_bytes() == (project / "two" / built).read_bytes(), built
     cc("-c", "fib.c", "-o", "other.o", "-mewe-seed=6", cwd=project)
     assert (project / "other.o").read_bytes() != (project / "one" / "fib.o").read_bytes()
+
+
+def test_preprocessed_c_compiles_like_c(tmp_path):
+    """`-E` output (a .i file) compiles with mewe-cc as it does with clang, without warnings."""
+    (tmp_path / "app.c").write_text('#include <stdio.h>\n#define ANSWER (6 * 7)\nint main(void) { printf("%d\\n", ANSWER); return 0; }\n')
+    cc("-E", "app.c", "-o", "app.i", cwd=tmp_path)
+    compiled = cc("-O2", "-c", "app.i", "-o", "app.o", cwd=tmp_path)
+    assert compiled.stderr == ""
+    cc("app.o", "-o", "app.wasm", cwd=tmp_path)
+    assert mewe("run", tmp_path / "app.wasm").stdout == b"42\n"
+
+
+def test_a_project_library_named_like_a_libc_part_is_linked(tmp_path):
+    """`-L. -lutil` must link the project's own libutil.a, as clang does; zig's driver alone
+    drops -l names that are also parts of libc (util, m, rt, dl, pthread, c)."""
+    (tmp_path / "util.c").write_text("int util_twice(int x) { return 2 * x; }\n")
+    (tmp_path / "main.c").write_text('#include <stdio.h>\nint util_twice(int x);\n'
+                                     'int main(void) { printf("%d\\n", util_twice(21)); return 0; }\n')
+    (tmp_path / "Makefile").write_text("app: main.o libutil.a\n\t$(CC) main.o -L. -lutil -lm -o app\n"
+                                       "libutil.a: util.o\n\t$(AR) rcs $@ $^\n")
+    subprocess.run(["make", f"CC={BIN / 'mewe-cc'}", f"AR={BIN / 'mewe-ar'}"], cwd=tmp_path, check=True, capture_output=True)
+    assert mewe("run", tmp_path / "app").stdout == b"42\n"
+    cc("main.o", "-L", ".", "-l", "util", "-o", "app2", cwd=tmp_path)  # the two-argument spelling
+    assert mewe("run", tmp_path / "app2").stdout == b"42\n"

@@ -203,3 +203,25 @@ def test_verify_each_names_the_pass_that_broke_a_variant(tmp_path, broken_passes
     # passes that did not apply to a function are not in its list
     assert drops and all(d.endswith(": invalid after undefined-use: use of undefined value '%nowhere'") for d in drops)
     assert any(d.startswith("swap-commutative,undefined-use,shuffle-blocks: ") for d in drops), drops[:2]
+
+
+def test_build_passes_compiler_flags_it_does_not_own_to_clang(tmp_path):
+    src = tmp_path / "w.c"
+    src.write_text('#include <stdio.h>\nint main(void) { int unused; printf("ok\\n"); return 0; }\n')
+    out = tmp_path / "w.wasm"
+    warned = mewe("build", "-Wall", "-std=gnu11", "-fno-strict-aliasing", "-g", src, "-o", out)
+    assert warned.returncode == 0 and "unused variable 'unused'" in warned.stderr
+    assert mewe("run", out).stdout == b"ok\n"
+    quiet = mewe("build", "-w", "-Wall", src, "-o", out, "--variants", "2")
+    assert quiet.returncode == 0 and "warning" not in quiet.stderr
+    bad = mewe("build", "--bogus", src)
+    assert bad.returncode == 2 and "unrecognized arguments: --bogus" in bad.stderr
+    assert mewe("inspect", "-Wall", out).returncode == 2  # only build takes compiler flags
+
+
+def test_preprocessed_sources_build(tmp_path):
+    pre = tmp_path / "pre.i"
+    pre.write_text('# 1 "pre.c"\nint printf(const char *, ...);\nint main(void) { printf("%d\\n", 6 * 7); return 0; }\n')
+    r = mewe("build", pre, "-o", tmp_path / "pre.wasm", "--variants", "2")
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert mewe("run", tmp_path / "pre.wasm").stdout == b"42\n"
