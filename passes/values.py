@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+from .analysis import analyze
 from .ir import LOCAL, WIDTHS, Block, Function, Instr, int_width, split_top, take_type  # noqa: F401  (WIDTHS: re-exported)
 
 EH_PADS = frozenset("landingpad catchpad cleanuppad catchswitch".split())
@@ -57,12 +58,15 @@ def result_type(ins: Instr) -> str | None:
 
 def int_values(fn: Function, block_index: int, point: int) -> list[tuple[str, int]]:
     """(name, width) of integer values surely available before instruction `point` of a block:
-    the parameters and what the block itself computed before that point."""
+    the parameters, what the blocks that dominate it computed, and what the block itself
+    computed before that point."""
     found = [(name, w) for ty, name in params(fn) if (w := int_width(ty)) in WIDTHS]
-    for ins in fn.blocks[block_index].instrs[:point]:
-        ty = result_type(ins)
-        if ty and (w := int_width(ty)) in WIDTHS:
-            found.append((ins.result, w))
+    dominators = analyze(fn).dominators(block_index)
+    for b, end in [*((d, None) for d in reversed(dominators)), (block_index, point)]:
+        for ins in fn.blocks[b].instrs[:end]:
+            ty = result_type(ins)
+            if ty and (w := int_width(ty)) in WIDTHS:
+                found.append((ins.result, w))
     return found
 
 

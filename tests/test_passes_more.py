@@ -401,3 +401,42 @@ def test_synthesize_rewrites_a_dag_and_drops_flags():
         new_lines = set(str(fn).splitlines()) - set(text.splitlines())
         assert new_lines and not any(" nsw " in line or " nuw " in line for line in new_lines)
     assert len(outs) >= 3
+
+
+LOOPS = """define i32 @f(i32 %n) {
+entry:
+  %a = add i32 %n, 1
+  br label %outer
+outer:
+  %i = phi i32 [ 0, %entry ], [ %i1, %latch ]
+  %b = mul i32 %i, 3
+  br label %inner
+inner:
+  %j = phi i32 [ 0, %outer ], [ %j1, %inner ]
+  %j1 = add i32 %j, 1
+  %c = icmp ult i32 %j1, %n
+  br i1 %c, label %inner, label %latch
+latch:
+  %i1 = add i32 %i, 1
+  %d = icmp ult i32 %i1, %n
+  br i1 %d, label %outer, label %exit
+exit:
+  ret i32 %a
+}"""
+
+
+def test_analyses_cfg_dominators_loops_and_values_in_scope():
+    from mewe.passes.analysis import analyze
+    from mewe.passes.ir import Function
+    from mewe.passes.values import int_values
+
+    fn = Function.parse(LOOPS)
+    a = analyze(fn)
+    assert a.successors == [[1], [2], [2, 3], [1, 4], []]
+    assert a.idom == [None, 0, 1, 2, 3] and a.dominates(1, 3) and not a.dominates(3, 1)
+    assert a.loop_depth == [0, 1, 2, 1, 0] and a.frequency(2) == 64
+    assert analyze(fn) is a  # cached while the control flow stays the same
+    # values of the dominating blocks are in scope at the top of `latch`; %i1 (defined there) is not
+    assert [v for v, _ in int_values(fn, 3, 0)] == ["%n", "%a", "%i", "%b", "%j", "%j1"]
+    fn.blocks[3].instrs[-1].args[1:] = ["label %exit", "label %outer"]  # an edit: a fresh analysis
+    assert analyze(fn) is not a and analyze(fn).successors[3] == [4, 1]
