@@ -19,7 +19,8 @@ from pathlib import Path
 
 from mewe.errors import MeweError
 from mewe.linker import body_name
-from mewe.wasm import DISPATCH_SECTION, custom_section, parse_wasm
+from mewe.types import Manifest
+from mewe.wasm import DISPATCH_SECTION, dispatch_table, parse_wasm
 
 
 @dataclass
@@ -95,17 +96,16 @@ def preservation(module: str | Path, manifest: str | Path | None = None, *, nati
         raise MeweError(f"{path}: no such file")
     data = path.read_bytes()
     wasm = parse_wasm(data)
-    table = custom_section(data, DISPATCH_SECTION)
-    if table is None:
+    dispatchers = dispatch_table(data)
+    if dispatchers is None:
         raise MeweError(f"{path}: not a multivariant module (no {DISPATCH_SECTION} section); build it with --variants N")
-    dispatchers = json.loads(table)
     manifest_path = Path(manifest) if manifest else path.with_name(path.stem + ".manifest.json")
     passes: dict[str, list[list[str]]] = {}
     costs: dict[str, list[int]] = {}
     if manifest_path.is_file():
-        functions = json.loads(manifest_path.read_text())["functions"]
-        passes = {f["name"]: f["passes"] for f in functions}
-        costs = {f["name"]: f.get("costs", []) for f in functions}
+        functions = Manifest.from_json(manifest_path.read_text()).functions
+        passes = {f.name: f.passes for f in functions}
+        costs = {f.name: f.costs for f in functions}
     elif manifest:
         raise MeweError(f"{manifest_path}: no such file")
 

@@ -19,7 +19,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
@@ -258,9 +258,8 @@ def _whole_program(bitcode: list[Path], archives: list[Path], tmp: Path, output:
 def _unit_manifest(output: Path, payload: bytes, mv: MultivariantOptions, present: set[str]) -> Manifest:
     """The manifest of a separately compiled module, from its units' concatenated reports: the
     functions still in the module (`present`: wasm-ld drops what nothing reaches)."""
-    known = {f.name for f in fields(FunctionReport)}
     units = [json.loads(line) for line in payload.decode().splitlines() if line.strip()]
-    functions = [FunctionReport(**{k: v for k, v in f.items() if k in known}) for u in units for f in u["functions"]
+    functions = [FunctionReport.from_dict(f) for u in units for f in u["functions"]
                  if f["name"] in present or linker.body_name(f["name"], 0) in present]
     owners: dict[int, FunctionReport] = {}
     for f in functions:

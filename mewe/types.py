@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
+from typing import NamedTuple
 
 OPT_LEVELS = ("0", "1", "2", "3", "s", "z")
 # What the frontends compile, by suffix (one table for mewe build and mewe-cc).
@@ -60,12 +62,28 @@ class Variant:
     error: str = ""  # why it cannot be used (LLVM's verifier message), if it cannot
 
 
+class Status(str, Enum):
+    """What became of a function: dispatched over its variants, or skipped (see its reason).
+    A str, so it compares equal to, and is written to JSON as, its value."""
+
+    DISPATCHED = "dispatched"
+    SKIPPED = "skipped"
+
+
+class Dispatcher(NamedTuple):
+    """An entry of a module's dispatch table (the `mewe.dispatchers` section hosts read)."""
+
+    name: str
+    variants: int
+    id: int
+
+
 @dataclass
 class FunctionReport:
     """The manifest's entry for one defined function."""
 
     name: str
-    status: str  # "dispatched", or "skipped" (see reason)
+    status: Status  # dispatched, or skipped (see reason)
     reason: str = ""
     variants: int = 0  # bodies behind the dispatcher, the original included
     dropped: int = 0  # variants dropped as identical IR to an earlier body
@@ -76,6 +94,17 @@ class FunctionReport:
     costs: list[int] = field(default_factory=list)  # per body: the cost estimate variants were chosen by
     dispatch_id: int = -1  # the dispatcher's id in traces (dispatched functions only)
     unit: str = ""  # the translation unit, under separate compilation (mewe-cc -c)
+
+    def __post_init__(self) -> None:
+        self.status = Status(self.status)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "FunctionReport":
+        """A report from its JSON form (keys this version does not know are ignored)."""
+        import dataclasses
+
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass
@@ -94,7 +123,18 @@ class Manifest:
 
     @property
     def dispatched(self) -> list[FunctionReport]:
-        return [f for f in self.functions if f.status == "dispatched"]
+        return [f for f in self.functions if f.status == Status.DISPATCHED]
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "Manifest":
+        """A manifest as `to_json` wrote it (totals are recomputed, not read)."""
+        import dataclasses
+        import json
+
+        data = json.loads(text)
+        known = {f.name for f in dataclasses.fields(cls)} - {"functions"}
+        return cls(**{k: v for k, v in data.items() if k in known},
+                   functions=[FunctionReport.from_dict(f) for f in data.get("functions", [])])
 
     def to_json(self) -> str:
         import dataclasses

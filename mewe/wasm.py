@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mewe.errors import MeweError
+from mewe.types import Dispatcher
 
 MAGIC = b"\0asm\x01\0\0\0"
 # The custom section naming each dispatcher (by id) and its variant count, for hosts that trace.
@@ -210,3 +211,11 @@ def custom_section(data: bytes, name: str) -> bytes | None:
                 return data[sec.pos:end]
         r.pos = end
     return None
+
+
+def dispatch_table(data: bytes) -> list[Dispatcher] | None:
+    """The dispatchers a multivariant module lists in its DISPATCH_SECTION, or None if it has none."""
+    import json
+
+    payload = custom_section(data, DISPATCH_SECTION)
+    return None if payload is None else [Dispatcher(*entry) for entry in json.loads(payload)]

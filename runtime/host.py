@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import os
 import secrets
 import struct
@@ -21,7 +20,7 @@ import wasmtime
 
 from mewe.errors import MeweError
 from mewe.types import Policy
-from mewe.wasm import DISPATCH_SECTION, custom_section
+from mewe.wasm import dispatch_table
 
 # What a shell reports for an aborted process; wasmtime's own CLI uses it for traps too.
 TRAP_EXIT_CODE = 134
@@ -41,8 +40,8 @@ def _compile(engine: wasmtime.Engine, path: str, mtime_ns: int, size: int) -> tu
     except wasmtime.WasmtimeError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid module"
         raise MeweError(f"{path}: not a valid wasm module: {first}") from None
-    payload = custom_section(data, DISPATCH_SECTION)
-    return module, {fid: (name, count) for name, count, fid in json.loads(payload)} if payload else {}
+    table = dispatch_table(data) or []
+    return module, {d.id: (d.name, d.variants) for d in table}
 
 
 def load_module(engine: wasmtime.Engine, path: Path) -> tuple[wasmtime.Module, dict[int, tuple[str, int]]]:
