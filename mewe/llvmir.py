@@ -25,7 +25,7 @@ BITCODE_MAGIC = (b"BC\xc0\xde", b"\xde\xc0\x17\x0b")
 # A global's name as LLVM spells it: bare, or quoted with `\` doubled and every other byte that
 # is not printable ASCII (and `"`) written as \XX, so a quoted name never holds a `"`.
 GLOBAL_NAME = r'@(?:"[^"]*"|[-a-zA-Z$._0-9]+)'
-_BARE = re.compile(r"[-a-zA-Z$._][-a-zA-Z$._0-9]*")
+_BARE = re.compile(r"[-a-zA-Z._][-a-zA-Z._0-9]*")  # what LLVM prints unquoted ($ it quotes, though it reads it bare)
 _ESCAPE = re.compile(rb"\\(\\|[0-9A-Fa-f]{2})")
 
 
