@@ -156,6 +156,46 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def _size(text: str) -> int:
+    """`500M`, `2G`, `64k` or a number of bytes."""
+    number, unit = text.strip().lower().rstrip("b"), ""
+    if number and number[-1] in "kmg":
+        number, unit = number[:-1], number[-1]
+    try:
+        value = float(number)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid size '{text}' (use bytes, or K, M, G)") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"invalid size '{text}': negative")
+    return int(value * _UNITS[unit])
+
+
+def _human(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _cmd_cache(args: argparse.Namespace) -> int:
+    from mewe.passes import cache
+
+    if args.action == "info":
+        root, entries, size = cache.info()
+        print(f"{root}: {entries} entries, {_human(size)}")
+    elif args.action == "clear":
+        print(f"mewe: freed {_human(cache.clear())}", file=sys.stderr)
+    else:
+        if args.max_size is None:
+            raise MeweError("mewe cache prune needs --max-size SIZE")
+        print(f"mewe: freed {_human(cache.prune(args.max_size))}", file=sys.stderr)
+    return 0
+
+
 def _cmd_passes(args: argparse.Namespace) -> int:
     from mewe.passes import describe
 
@@ -285,6 +325,15 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("passes", help="list the diversification passes",
                        description="List every registered pass (built-in and from plugins) with its description.")
     p.set_defaults(func=_cmd_passes)
+
+    ca = sub.add_parser("cache", help="show, prune or clear the variant cache",
+                        description="The variant cache ($MEWE_CACHE_DIR/variants, default ~/.cache/mewe/variants) "
+                                    "keeps each function's variants (and proofs of plugin rules) so rebuilds remake "
+                                    "only what changed. 'info' shows its size, 'prune --max-size SIZE' removes the "
+                                    "least recently used entries until it fits, 'clear' empties it.")
+    ca.add_argument("action", choices=("info", "prune", "clear"))
+    ca.add_argument("--max-size", type=_size, metavar="SIZE", help="for prune: the size to keep, e.g. 500M or 2G")
+    ca.set_defaults(func=_cmd_cache)
 
     i = sub.add_parser("inspect", help="measure which variants survive codegen (wasm and Cranelift)",
                        description="For each dispatched function of a multivariant module, check that every variant's "

@@ -3,7 +3,9 @@
 An entry's name is a digest of everything its value depends on, mewe's own pass code
 included (`code_version`), so a stale entry is never found, only left behind. Entries are
 written to a temporary file and renamed into place: readers see a whole file or none, and
-concurrent writers of one key write the same bytes. An entry that does not load is missing.
+concurrent writers of one key write the same bytes. Each entry carries the SHA-256 of its value
+and its key: one that is truncated, damaged or moved does not load, and is made again. A hit
+touches the entry, so `prune` removes the least recently used first.
 """
 
 from __future__ import annotations
@@ -61,14 +63,26 @@ def _path(kind: str, key: str) -> Path:
     return cache_dir("variants", *([kind] if kind else [])) / f"{key}.json"
 
 
+def _checksum(key: str, value_text: str) -> str:
+    return hashlib.sha256(f"{key}\0{value_text}".encode()).hexdigest()
+
+
 def load(kind: str, key: str) -> Any | None:
-    """The value stored under `key`, or None (missing, unreadable, or the cache is off)."""
+    """The value stored under `key`, or None (missing, unreadable, damaged, or the cache is off)."""
     if not _enabled:
         return None
+    path = _path(kind, key)
     try:
-        return json.loads(_path(kind, key).read_text())
-    except (OSError, ValueError):
+        entry = json.loads(path.read_text())
+        value_text = entry["value"]
+        if not isinstance(value_text, str) or entry["sha256"] != _checksum(key, value_text):
+            return None
+        value = json.loads(value_text)
+    except (OSError, ValueError, KeyError, TypeError):
         return None
+    with contextlib.suppress(OSError):
+        os.utime(path)  # recently used: pruned last
+    return value
 
 
 def store(kind: str, key: str, value: Any) -> None:
@@ -77,10 +91,11 @@ def store(kind: str, key: str, value: Any) -> None:
         return
     try:
         path = _path(kind, key)
+        value_text = json.dumps(value, separators=(",", ":"))
         fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "w") as fh:
-                json.dump(value, fh, separators=(",", ":"))
+                json.dump({"sha256": _checksum(key, value_text), "value": value_text}, fh, separators=(",", ":"))
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -88,3 +103,51 @@ def store(kind: str, key: str, value: Any) -> None:
             raise
     except OSError:
         pass
+
+
+# --- managing the cache (`mewe cache`) ------------------------------------------------------
+
+def _entries() -> list[Path]:
+    root = cache_dir("variants")
+    return [p for p in root.rglob("*") if p.is_file()]
+
+
+def info() -> tuple[Path, int, int]:
+    """The cache's directory, its number of entries and their total size in bytes."""
+    files = _entries()
+    return cache_dir("variants"), len(files), sum(_size(p) for p in files)
+
+
+def clear() -> int:
+    """Remove every entry; returns how many bytes that freed."""
+    return prune(0)
+
+
+def prune(max_bytes: int) -> int:
+    """Remove the least recently used entries until the cache holds at most `max_bytes`;
+    returns how many bytes that freed. Leftover temporary files go first."""
+    files = sorted(_entries(), key=lambda p: (not p.name.endswith(".tmp"), _mtime(p)))
+    total = sum(_size(p) for p in files)
+    freed = 0
+    for p in files:
+        if total - freed <= max_bytes:
+            break
+        size = _size(p)
+        with contextlib.suppress(OSError):
+            p.unlink()
+            freed += size
+    return freed
+
+
+def _size(p: Path) -> int:
+    try:
+        return p.stat().st_size
+    except OSError:
+        return 0
+
+
+def _mtime(p: Path) -> float:
+    try:
+        return p.stat().st_mtime
+    except OSError:
+        return 0.0

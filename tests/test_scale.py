@@ -152,3 +152,29 @@ def test_the_progress_bar_only_in_a_terminal(monkeypatch):
         monkeypatch.setattr("sys.stderr", stream)
         assert executors.map_batches(list, items, executor="serial", desc="variants") == items
         assert ("variants" in stream.getvalue()) == shown
+
+
+def test_damaged_entries_never_change_the_output_and_the_cache_can_be_bounded(tmp_path, cache):
+    """An entry that is valid JSON but whose content changed (a flipped constant in a variant's
+    IR, which would still verify) fails its checksum and is made again: the build equals a
+    --no-cache build. `mewe cache` reports, prunes and clears."""
+    reference = _build(tmp_path / "fresh", executor="serial", cache=False)
+    _build(tmp_path / "warm", executor="serial")
+    entries = [p for p in cache.glob("*.json") if '"value"' in p.read_text()]
+    assert entries
+    for entry in entries:  # change a digit inside every stored value, keeping the JSON valid
+        data = json.loads(entry.read_text())
+        text = data["value"]
+        k = next(i for i, ch in enumerate(text) if ch.isdigit())
+        data["value"] = text[:k] + str((int(text[k]) + 1) % 10) + text[k + 1:]
+        entry.write_text(json.dumps(data))
+    (cache / ".half-written.tmp").write_text("{")
+    assert _build(tmp_path / "damaged", executor="serial") == reference
+    info = run_cli("cache", "info")
+    assert info.returncode == 0 and " entries, " in info.stdout.decode()
+    total = sum(p.stat().st_size for p in cache.rglob("*") if p.is_file())
+    assert run_cli("cache", "prune", "--max-size", str(total // 2)).returncode == 0
+    assert 0 < sum(p.stat().st_size for p in cache.rglob("*") if p.is_file()) <= total // 2
+    assert not (cache / ".half-written.tmp").exists()  # leftovers go first
+    assert run_cli("cache", "clear").returncode == 0 and not any(p.is_file() for p in cache.rglob("*"))
+    assert run_cli("cache", "prune").returncode == 1  # needs --max-size
