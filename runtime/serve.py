@@ -19,6 +19,12 @@ interruption), linear memory, body size. Answers:
 
 For modules built with tracing, `X-Mewe-Trace` is the SHA-256 of the dispatch sequence (its
 (dispatcher id, variant) pairs as little-endian u32s) and `X-Mewe-Trace-Length` its length.
+
+The server supervises its nodes as an edge platform does: a node that exits or is killed is
+replaced (after a short backoff, with one log line) while the others keep the port open; its
+in-flight requests see their connection closed, never a hang. A node that crashes at start-up
+MAX_START_FAILURES times in a row stops the server with one error line. SIGTERM (or Ctrl-C)
+drains: nodes stop accepting and finish what they are running, for up to DRAIN_S seconds.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import multiprocessing.synchronize
 import os
 import signal
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -40,6 +47,9 @@ from typing import Callable, Sequence
 from mewe.errors import MeweError
 
 EPOCH_TICK_S = 0.01
+RESTART_BACKOFF_S = (0.1, 5.0)  # first delay before replacing a dead node, and the longest
+MAX_START_FAILURES = 3  # start-up crashes in a row before the server gives up on a node
+DRAIN_S = 5.0  # how long a stopping node may spend finishing its requests
 
 
 @dataclass(frozen=True)
@@ -197,19 +207,96 @@ def _die_with_parent() -> None:
         pass
 
 
+class _Draining(_Server):
+    daemon_threads = False  # server_close() waits for the requests in flight
+    block_on_close = True
+
+
 def _node_main(address: tuple[str, int], node_id: int, routes: dict[str, Path], limits: Limits,
                ready: multiprocessing.synchronize.Event) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides; it sends SIGTERM
     _die_with_parent()
     node = _Node(node_id, routes, limits)  # compile first: a listening node answers at once
-    server = _Server(address, _handler(node, routes), bind_and_activate=False)
+    server = _Draining(address, _handler(node, routes), bind_and_activate=False)
     server.socket = socket.create_server(address, backlog=256, reuse_port=True)
+
+    def drain(signum, frame):  # stop accepting, let the requests in flight finish, then go
+        threading.Thread(target=server.shutdown, daemon=True).start()
+        threading.Timer(DRAIN_S, lambda: os._exit(0)).start()
+
+    signal.signal(signal.SIGTERM, drain)
     ready.set()
     server.serve_forever()
+    server.socket.close()  # no new connections reach this node while it drains
+    server.server_close()
+    os._exit(0)
 
 
 def _terminate(signum, frame):
     raise SystemExit(128 + signum)  # run serve's cleanup: stop the nodes
+
+
+class _Supervisor:
+    """Starts the nodes and keeps `count` of them running."""
+
+    def __init__(self, address: tuple[str, int], count: int, routes: dict[str, Path], limits: Limits):
+        self.address, self.routes, self.limits = address, routes, limits
+        self.context = multiprocessing.get_context("fork")  # wasmtime starts in the nodes, after the fork
+        self.workers: list = [None] * count
+        self.ready: list = [None] * count
+        self.failures = [0] * count  # start-up crashes in a row
+        self.due = [0.0] * count  # when a dead node may be replaced
+
+    def start(self, k: int) -> None:
+        self.ready[k] = self.context.Event()
+        self.workers[k] = self.context.Process(target=_node_main, daemon=True,
+                                               args=(self.address, k, self.routes, self.limits, self.ready[k]))
+        self.workers[k].start()
+
+    def all_ready(self) -> bool:
+        return all(e.is_set() for e in self.ready)
+
+    def check(self, log: Callable[[str], None]) -> None:
+        """Replace dead nodes; MeweError if one keeps crashing before it is ready."""
+        now = time.monotonic()
+        for k, worker in enumerate(self.workers):
+            if worker.is_alive():
+                if self.ready[k].is_set():
+                    self.failures[k] = 0
+                continue
+            if self.due[k] == 0.0:  # just found dead
+                started = self.ready[k].is_set()
+                self.failures[k] = 0 if started else self.failures[k] + 1
+                if self.failures[k] >= MAX_START_FAILURES:
+                    raise MeweError(f"edge node {k} crashed {self.failures[k]} times while starting; see its errors above")
+                delay = min(RESTART_BACKOFF_S[1], RESTART_BACKOFF_S[0] * 2 ** self.failures[k])
+                log(f"edge node {k} {_how(worker.exitcode)}; restarting it in {delay:.1f} s")
+                self.due[k] = now + delay
+            elif now >= self.due[k]:
+                self.due[k] = 0.0
+                self.start(k)
+
+    def stop(self) -> None:
+        """Drain every node (SIGTERM), then make sure they are gone."""
+        for worker in self.workers:
+            if worker is not None and worker.is_alive():
+                worker.terminate()
+        deadline = time.monotonic() + DRAIN_S + 1
+        for worker in self.workers:
+            if worker is not None:
+                worker.join(max(0.0, deadline - time.monotonic()))
+                if worker.is_alive():
+                    worker.kill()
+                    worker.join(1)
+
+
+def _how(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            return f"was killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"was killed by signal {-exitcode}"
+    return f"exited with status {exitcode}"
 
 
 def serve(
@@ -221,10 +308,12 @@ def serve(
     limits: Limits = Limits(),
     ready: Callable[[str, int], None] | None = None,
     stop: threading.Event | None = None,
+    log: Callable[[str], None] = lambda line: print(f"mewe serve: {line}", file=sys.stderr, flush=True),
 ) -> None:
     """Serve `modules` over HTTP on `host:port` (loopback by default) with `nodes` worker
-    processes, until interrupted or `stop` is set. `ready(host, port)` is called once the
-    nodes accept connections (port 0 picks a free port)."""
+    processes, until interrupted or `stop` is set, replacing nodes that die. `ready(host, port)`
+    is called once the nodes accept connections (port 0 picks a free port); `log` gets the
+    supervisor's lines (a node died, restarting)."""
     routes = service_names(modules)
     if nodes < 1:
         raise MeweError("--nodes must be at least 1")
@@ -237,29 +326,21 @@ def serve(
         holder.close()
         raise MeweError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     address = holder.getsockname()[:2]
-    context = multiprocessing.get_context("fork")  # wasmtime starts in the nodes, after the fork
-    events = [context.Event() for _ in range(nodes)]
-    workers = [context.Process(target=_node_main, args=(address, k, routes, limits, events[k]), daemon=True)
-               for k in range(nodes)]
-    for worker in workers:
-        worker.start()
+    nodes_ = _Supervisor(address, nodes, routes, limits)
+    for k in range(nodes):
+        nodes_.start(k)
     previous = signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() else None
     try:
-        while not all(e.is_set() for e in events):
-            if any(not w.is_alive() for w in workers):
-                raise MeweError("an edge node failed to start; see its error above")
+        while not nodes_.all_ready():
+            nodes_.check(log)
             time.sleep(0.05)
         if ready:
             ready(address[0], address[1])
         while not (stop and stop.is_set()):
-            if any(not w.is_alive() for w in workers):
-                raise MeweError("an edge node died; see its error above")
-            time.sleep(0.2)
+            nodes_.check(log)
+            time.sleep(0.1)
     finally:
-        for worker in workers:
-            worker.terminate()
-        for worker in workers:
-            worker.join(5)
+        nodes_.stop()
         holder.close()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

@@ -4,6 +4,7 @@ limits and clear errors."""
 from __future__ import annotations
 
 import http.client
+import os
 import re
 import socket
 import subprocess
@@ -165,3 +166,70 @@ def test_serve_refuses_bad_modules(tmp_path):
     assert res.returncode == 1 and res.stderr.strip() == f"mewe: error: {tmp_path / 'not.wasm'}: not a wasm module"
     res = mewe("serve", tmp_path / "absent.wasm")
     assert res.returncode == 1 and "no such file" in res.stderr
+
+
+def _children(pid: int) -> list[int]:
+    """Process ids of `pid`'s child processes (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                pass
+    return sorted(found)
+
+
+def test_a_killed_node_is_replaced_and_the_service_keeps_answering(tmp_path):
+    import signal
+
+    (tmp_path / "echo.c").write_text(ECHO_C)
+    assert mewe("build", tmp_path / "echo.c", "-o", tmp_path / "echo.wasm").returncode == 0
+    proc = subprocess.Popen([sys.executable, "-m", "mewe", "serve", tmp_path / "echo.wasm", "--port", "0", "--nodes", "2"],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        port = int(re.search(r":(\d+) \(", proc.stderr.readline()).group(1))
+        nodes = _children(proc.pid)
+        assert len(nodes) == 2
+        os.kill(nodes[0], signal.SIGKILL)
+        answers = []
+        deadline = time.monotonic() + 30
+        while len(answers) < 40 and time.monotonic() < deadline:
+            try:
+                answers.append(request(port, "/echo", b"olleh")[:2])
+            except (ConnectionError, http.client.HTTPException):
+                pass  # a request that was on the dead node may fail cleanly
+        assert answers.count((200, b"hello")) == 40  # the service kept answering
+        assert proc.poll() is None
+        for _ in range(100):  # the replacement joined: two nodes again, one of them new
+            now = _children(proc.pid)
+            if len(now) == 2 and nodes[0] not in now:
+                break
+            time.sleep(0.1)
+        assert len(now) == 2 and nodes[0] not in now and nodes[1] in now
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)
+    log = proc.stderr.read()
+    assert "edge node" in log and "was killed by SIGKILL; restarting it in" in log
+
+
+def test_sigterm_drains_the_requests_in_flight(tmp_path):
+    import signal
+
+    (tmp_path / "echo.c").write_text(ECHO_C)
+    assert mewe("build", tmp_path / "echo.c", "-o", tmp_path / "echo.wasm").returncode == 0
+    proc = subprocess.Popen([sys.executable, "-m", "mewe", "serve", tmp_path / "echo.wasm", "--port", "0",
+                             "--timeout-ms", "2000"], stderr=subprocess.PIPE, text=True)
+    port = int(re.search(r":(\d+) \(", proc.stderr.readline()).group(1))
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(request, port, "/echo", b"loop")  # runs until its 2 s limit
+        time.sleep(0.5)
+        start = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert slow.result(timeout=15)[0] == 504  # answered, not cut off
+    proc.wait(15)
+    assert time.monotonic() - start < 8  # within the drain bound
+    with pytest.raises(ConnectionError):
+        request(port, "/echo", b"x")  # and then the port is closed
