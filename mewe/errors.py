@@ -61,6 +61,11 @@ def run_reporting(prog: str, action: Callable[[], int]) -> int:
             print(err.details, file=sys.stderr)
         print(f"{prog}: error: {err.message}", file=sys.stderr)
         return err.exit_code
+    except BrokenPipeError:
+        # The reader went away (`mewe inspect x.wasm | head -1`): stop quietly, as a C tool
+        # killed by SIGPIPE would; point stdout at /dev/null so the exit flush cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except KeyboardInterrupt:
         # Outputs and temp files were already dealt with as the interrupt unwound. Leave at
         # once: objects cut off mid-construction (z3's contexts) complain when collected.

@@ -35,6 +35,8 @@ def _engine() -> wasmtime.Engine:
 def _compile(engine: wasmtime.Engine, path: str, mtime_ns: int, size: int) -> tuple[wasmtime.Module, list]:
     """A compiled module and its dispatcher table; cached so repeated runs compile once."""
     data = Path(path).read_bytes()
+    if data[:4] != b"\0asm":  # wasmtime would read anything else as WAT text, and say why not in its words
+        raise MeweError(f"{path}: not a wasm module")
     try:
         module = wasmtime.Module(engine, data)
     except wasmtime.WasmtimeError as exc:
@@ -46,6 +48,8 @@ def _compile(engine: wasmtime.Engine, path: str, mtime_ns: int, size: int) -> tu
 
 def load_module(engine: wasmtime.Engine, path: Path) -> tuple[wasmtime.Module, dict[int, tuple[str, int]]]:
     """The compiled module at `path` and its dispatchers: dispatcher id -> (function, variants)."""
+    if path.is_dir():
+        raise MeweError(f"{path}: is a directory, not a wasm module")
     if not path.is_file():
         raise MeweError(f"{path}: no such file")
     st = path.stat()

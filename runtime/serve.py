@@ -317,8 +317,16 @@ def serve(
     routes = service_names(modules)
     if nodes < 1:
         raise MeweError("--nodes must be at least 1")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    if port:  # SO_REUSEPORT would let a second server share the port: probe without it first
+        with socket.socket(family) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a TIME_WAIT from our last run is fine
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                raise MeweError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     # Hold the port (bound, not listening) so port 0 gives one port all nodes then listen on.
-    holder = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    holder = socket.socket(family)
     holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         holder.bind((host, port))

@@ -76,3 +76,24 @@ def test_preopened_dir(prog, tmp_path):
 def test_stderr_is_passed_through(prog):
     res = mewe("run", prog, "stderr")
     assert res.returncode == 0 and res.stderr == "to stderr\n"
+
+
+def test_what_is_not_a_module_is_one_line(tmp_path):
+    (tmp_path / "notwasm.json").write_text('{"a": 1}\n')
+    for target, message in ((tmp_path / "notwasm.json", "not a wasm module"),
+                            (tmp_path, "is a directory, not a wasm module"),
+                            (tmp_path / "absent.wasm", "no such file")):
+        res = mewe("run", target)
+        assert res.returncode == 1 and res.stderr == f"mewe: error: {target}: {message}\n"
+
+
+def test_a_closed_pipe_ends_output_quietly(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import EXAMPLES
+
+    wasm = tmp_path / "mv.wasm"
+    assert mewe("build", EXAMPLES / "interp.c", "--variants", "2", "-o", wasm).returncode == 0
+    proc = subprocess.run(f'"{sys.executable}" -m mewe inspect "{wasm}" | head -1', shell=True, capture_output=True, text=True)
+    assert proc.stdout.count("\n") == 1 and proc.stderr == ""

@@ -233,3 +233,14 @@ def test_sigterm_drains_the_requests_in_flight(tmp_path):
     assert time.monotonic() - start < 8  # within the drain bound
     with pytest.raises(ConnectionError):
         request(port, "/echo", b"x")  # and then the port is closed
+
+
+def test_a_port_in_use_is_refused(server, tmp_path):
+    """The nodes of one server share its port (SO_REUSEPORT); a second server on it is refused
+    in one line instead of quietly taking half of its requests."""
+    (tmp_path / "echo.c").write_text(ECHO_C)
+    assert mewe("build", tmp_path / "echo.c", "-o", tmp_path / "echo.wasm").returncode == 0
+    res = mewe("serve", tmp_path / "echo.wasm", "--port", str(server))
+    assert res.returncode == 1
+    assert res.stderr == f"mewe: error: cannot listen on 127.0.0.1:{server}: Address already in use\n"
+    assert request(server, "/echo", b"ba")[:2] == (200, b"ab")  # the first server is untouched
