@@ -34,6 +34,9 @@ _GROUP_RE = re.compile(r"#\d+\b")
 _GLOBAL_RE = re.compile(r'@(?:[-a-zA-Z$._0-9]+|"[^"]*")')
 _TOP_GLOBAL_RE = re.compile(r'^(?:(@(?:[-a-zA-Z$._0-9]+|"[^"]*")) = |(?:define|declare) [^\n]*?(@(?:[-a-zA-Z$._0-9]+|"[^"]*"))\()', re.M)
 _ATTACHMENT_RE = re.compile(r", ![-a-zA-Z$._0-9]+ (?:!\d+|!\{[^}]*\})")
+_TOP_NAME_RE = re.compile(r'^(?:(@(?:[-a-zA-Z$._0-9]+|"[^"]*")) = |declare [^\n]*?(@(?:[-a-zA-Z$._0-9]+|"[^"]*"))\()')
+_GLOBAL_DEF_RE = re.compile(r'^(@(?:[-a-zA-Z$._0-9]+|"[^"]*")) = ((?:[\w()]+ )*?)(?:global|constant) ')
+_COMDAT_RE = re.compile(r" comdat(?:\(\$[^)]*\))?")
 _HEADER_ATTACHMENT_RE = re.compile(r" ![-a-zA-Z$._0-9]+ !\d+(?= |$)")
 _DBG_RECORD_RE = re.compile(r"^\s*#dbg_\w+\(.*\n", re.M)
 _BLOCKADDRESS_RE = re.compile(r'blockaddress\(@([-a-zA-Z$._0-9]+|"[^"]*"), ')
@@ -58,29 +61,33 @@ def type_shapes(text: str) -> dict[str, str]:
 
 
 class _Context:
-    """What the pass needs of a module, computed once per module text: its top level (types,
-    globals, declarations, attribute groups; no metadata and no bodies) and a stub per function.
-    A function's copy is the top level, the stubs of the functions it names and the function
-    itself, so its size does not grow with the module's number of functions."""
+    """What the pass needs of a module, computed once per module text. A function's copy is
+    the module's types, attribute groups and target, plus a declaration of each global the
+    function names and a stub of each function it names, so its size does not grow with the
+    module (a table of every function's address does not make every copy hold every stub)."""
 
     def __init__(self, text: str):
         mod = parse_module(text, verify=False)
         spans = definitions(mod, text)
         addressed = {unquote_name(t) for t in _BLOCKADDRESS_RE.findall(text)}  # their blocks must stay
-        self.stubs: dict[str, str] = {}
+        self.decls: dict[str, str] = {}  # a name the function may use -> the text that declares it
         top, last = [], 0
         for name, start, end in spans:
             top.append(text[last:start])
             last = end
-            whole = _without_metadata(text[start:end])
-            self.stubs[name] = whole if name in addressed else whole[: whole.index("\n")] + "\n  unreachable\n}"
+            whole = _without_metadata(_COMDAT_RE.sub("", text[start:end], count=1))
+            self.decls[name] = whole if name in addressed else whole[: whole.index("\n")] + "\n  unreachable\n}"
         top.append(text[last:])
+        kept = []
+        for line in "".join(top).split("\n"):
+            m = _TOP_NAME_RE.match(line)
+            if m:  # a global, alias or declaration: only for the functions that name it
+                self.decls[unquote_name(m[1] or m[2])] = _declaration(line)
+            elif line.startswith(("%", "attributes ", "target ")):
+                kept.append(line)
         # optnone (every function at -O0) would make the passes skip the function; the variant
         # keeps its original header, so the attribute only matters in this copy.
-        lines = [line for line in "".join(top).split("\n") if not line.startswith("!")]
-        self.top = _ATTACHMENT_RE.sub("", _ATTRS_RE.sub(lambda m: f"attributes {m[1]} = {_OPTNONE_RE.sub('', m[2])}",
-                                                       "\n".join(lines)))
-        self.top_refs = self._named(self.top)
+        self.top = _ATTRS_RE.sub(lambda m: f"attributes {m[1]} = {_OPTNONE_RE.sub('', m[2])}", "\n".join(kept))
         self.groups = {body: group for group, body in _ATTRS_RE.findall(text)}  # content -> #N
         self.globals = {a or b for a, b in _TOP_GLOBAL_RE.findall(text)}
         self.triple = re.search(r'^target triple = "([^"]*)"', text, re.M)
@@ -88,16 +95,31 @@ class _Context:
         for name, shape in type_shapes(text).items():
             self.types.setdefault(shape, name)
 
-    def _named(self, text: str) -> set[str]:
-        return {n for n in map(unquote_name, _GLOBAL_RE.findall(text)) if n in self.stubs}
-
     def module_for(self, fn: Function) -> str | None:
         """The module text `fn` is optimized in, or None if `fn` is not one of the module's."""
-        if fn.name not in self.stubs:
+        if fn.name not in self.decls:
             return None
-        body = _without_metadata(str(fn))
-        named = sorted((self._named(body) | self.top_refs) - {fn.name})
-        return "\n".join([self.top, *(self.stubs[n] for n in named), body, ""])
+        body = _without_metadata(_COMDAT_RE.sub("", str(fn), count=1))
+        needed, work = {fn.name}, [body]
+        while work:  # what the body names, and what aliases among those name
+            for name in map(unquote_name, _GLOBAL_RE.findall(work.pop())):
+                if name not in needed and name in self.decls:
+                    needed.add(name)
+                    if " alias " in self.decls[name] or " ifunc " in self.decls[name]:
+                        work.append(self.decls[name])
+        return "\n".join([self.top, *(self.decls[n] for n in sorted(needed - {fn.name})), body, ""])
+
+
+def _declaration(line: str) -> str:
+    """A global variable's definition line as a declaration (aliases and `declare`s as they
+    are): with opaque pointers, uses need only its name, address space and thread-locality."""
+    line = _ATTACHMENT_RE.sub("", line)
+    m = _GLOBAL_DEF_RE.match(line)
+    if not m or " alias " in line or " ifunc " in line:
+        return _COMDAT_RE.sub("", line)
+    name, words = m[1], m[2].split()
+    keep = [w for w in words if w.startswith(("thread_local", "addrspace(", "externally_initialized"))]
+    return " ".join([name, "= external", *keep, "global i8"])
 
 
 @lru_cache(maxsize=4)
