@@ -44,15 +44,20 @@ def example_wasm(tmp_path_factory):
     return get
 
 
-def write_pass_plugin(directory: Path, module: str, source: str, name: str, cls: str) -> Path:
-    """An installed-looking pass plugin in `directory`: `module`.py and a dist-info whose
-    `mewe.passes` entry point registers `cls` as pass `name`. Put `directory` on the path."""
+def write_plugin(directory: Path, module: str, source: str, group: str, name: str, obj: str) -> Path:
+    """An installed-looking plugin in `directory`: `module`.py and a dist-info whose entry
+    point `name` in `group` is `module:obj`. Put `directory` on the path."""
     (directory / f"{module}.py").write_text(source)
     dist = directory / f"{module}-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module.replace('_', '-')}\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text(f"[mewe.passes]\n{name} = {module}:{cls}\n")
+    (dist / "entry_points.txt").write_text(f"[{group}]\n{name} = {module}:{obj}\n")
     return directory
+
+
+def write_pass_plugin(directory: Path, module: str, source: str, name: str, cls: str) -> Path:
+    """A pass plugin: `cls` registered as pass `name` (the `mewe.passes` group)."""
+    return write_plugin(directory, module, source, "mewe.passes", name, cls)
 
 
 def sink_variants(sources: list[Path], count: int, only: set[str] | None = None) -> dict:
@@ -113,12 +118,6 @@ def libsodium(tmp_path_factory) -> Path:
 
 
 def write_rule_plugin(directory: Path, module: str, source: str, name: str, obj: str) -> Path:
-    """An installed-looking rule plugin in `directory`: `module`.py and a dist-info whose
-    `mewe.rules` entry point `name` is `module:obj` (rule text, or a callable returning it).
-    Put `directory` on the path."""
-    (directory / f"{module}.py").write_text(source)
-    dist = directory / f"{module}-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module.replace('_', '-')}\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text(f"[mewe.rules]\n{name} = {module}:{obj}\n")
-    return directory
+    """A rule plugin: entry point `name` of the `mewe.rules` group is `module:obj` (rule text,
+    or a callable returning it)."""
+    return write_plugin(directory, module, source, "mewe.rules", name, obj)
