@@ -1,9 +1,10 @@
 """Differential testing with random C programs: does a multivariant build compute what the plain one does?
 
 Csmith (Debian's `csmith` and `libcsmith-dev`) writes programs that print a checksum of their
-globals. Each program is built twice for wasm32 by mewe: plain, and multivariant with every
-pass stacked on every variant (a random build seed per program, which also picks the
-re-randomization mode; no cost bound, so every variant made is kept and run). Both run under wasmtime; the
+globals. Each program is built twice for wasm32 by mewe: plain, and multivariant with a stack of
+1 to 4 passes on every variant, 1 to 3 variants and any -O level, all drawn from the program
+number (as are the build seed and, from it, the re-randomization mode; no cost bound, so every
+variant made is kept and run). Both run under wasmtime; the
 multivariant one under random dispatch and with each variant pinned. A different checksum, a
 trap, or a build that crashes where the plain one did not is a mismatch: the program and the
 seed are kept, and with `--reduce` creduce shrinks the program to a regression test.
@@ -11,7 +12,7 @@ seed are kept, and with `--reduce` creduce shrinks the program to a regression t
     python benchmarks/csmith.py --programs 1000 --jobs 2 --out csmith-results   # the long campaign
     python benchmarks/csmith.py --programs 20 --first 1                           # a quick look
 
-Programs whose plain build does not finish in time (Csmith can write very long loops) are
+Programs whose plain run does not finish in 30 s (Csmith can write very long loops) are
 counted as skipped, not compared.
 """
 
@@ -36,6 +37,9 @@ CSMITH_INCLUDE = Path("/usr/include/csmith")
 CSMITH_OPTIONS = ["--max-funcs", "8", "--max-block-depth", "3", "--no-packed-struct"]
 ALL_PASSES = ("constant-blinding,shuffle-blocks,split-blocks,bogus-branch,junk-code,swap-commutative,"
               "invert-compare,opt-pipeline,schedule,stack-layout,substitute,synthesize")
+OPT_LEVELS = ("0", "1", "2", "3", "s", "z")
+MAX_STACK = 4  # a program's passes: a random stack of 1 to this many, in random order
+MAX_VARIANTS = 3
 CHECKSUM = re.compile(rb"^checksum = ([0-9A-F]+)$", re.M)
 
 
@@ -49,6 +53,8 @@ class Outcome:
     functions: int = 0
     dispatched: int = 0
     runs: list[str] = field(default_factory=list)  # policy=checksum, for a mismatch
+    variants: int = 2  # what the multivariant build was asked for (logs before these were kept: 2,
+    passes: str = ALL_PASSES  # and every pass stacked)
 
 
 def mewe_cmd() -> list[str]:
@@ -100,17 +106,21 @@ def policies(variants: int) -> list[str]:
     return ["random", *(f"pinned:{k}" for k in range(variants + 1))]
 
 
-def check(program: int, work: Path, *, variants: int = 2, opt: str | None = None, seed: int | None = None,
-          passes: str = ALL_PASSES, run_timeout: float = 10.0, build_timeout: float = 600.0) -> Outcome:
-    """Generate program `program`, build it plain and multivariant (every variant made by
-    stacking all of `passes`), and compare their checksums."""
+def check(program: int, work: Path, *, variants: int | None = None, opt: str | None = None, seed: int | None = None,
+          passes: str | None = None, run_timeout: float = 30.0, build_timeout: float = 600.0) -> Outcome:
+    """Generate program `program`, build it plain and multivariant, and compare their checksums.
+    What is not given is drawn from the program number: the -O level (any), the build seed,
+    the variants (1 to MAX_VARIANTS) and the passes (a random stack of 1 to MAX_STACK, every
+    variant made by applying all of them in that order)."""
     rng = random.Random(program)
-    opt = opt or rng.choice(["0", "1", "2", "s"])
+    opt = opt or rng.choice(OPT_LEVELS)
     seed = rng.randrange(1 << 30) if seed is None else seed
+    variants = variants or rng.randint(1, MAX_VARIANTS)
+    passes = passes or ",".join(rng.sample(ALL_PASSES.split(","), rng.randint(1, MAX_STACK)))
     work.mkdir(parents=True, exist_ok=True)
     source = work / f"p{program}.c"
     generate(program, source)
-    outcome = Outcome(program, seed, opt, "skipped")
+    outcome = Outcome(program, seed, opt, "skipped", variants=variants, passes=passes)
     code, err = _build(source, work / f"p{program}.plain.wasm", opt, [], build_timeout)
     if code != 0:
         outcome.detail = f"plain build failed: {err}"
@@ -179,8 +189,8 @@ def interesting(source: Path, seed: int, opt: str, variants: int, passes: str = 
         shutil.rmtree(work, ignore_errors=True)
 
 
-def campaign(first: int, count: int, out: Path, jobs: int, variants: int, reduce_mismatches: bool,
-             passes: str = ALL_PASSES) -> dict:
+def campaign(first: int, count: int, out: Path, jobs: int, variants: int | None, reduce_mismatches: bool,
+             passes: str | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
 
@@ -191,10 +201,9 @@ def campaign(first: int, count: int, out: Path, jobs: int, variants: int, reduce
             kept = out / "mismatches"
             kept.mkdir(exist_ok=True)
             shutil.copy(work / f"p{program}.c", kept / f"p{program}.c")
-            record = {**asdict(outcome), "variants": variants, "passes": passes}  # all it takes to reproduce
-            (kept / f"p{program}.json").write_text(json.dumps(record, indent=1) + "\n")
+            (kept / f"p{program}.json").write_text(json.dumps(asdict(outcome), indent=1) + "\n")  # all it takes to reproduce
             if reduce_mismatches:
-                reduce(work / f"p{program}.c", outcome, variants, kept, passes)
+                reduce(work / f"p{program}.c", outcome, outcome.variants, kept, outcome.passes)
         shutil.rmtree(work, ignore_errors=True)
         return outcome
 
@@ -206,13 +215,13 @@ def campaign(first: int, count: int, out: Path, jobs: int, variants: int, reduce
             log.flush()
             if outcome.status != "match":
                 print(f"program {outcome.program}: {outcome.status}: {outcome.detail}", flush=True)
-    summary = tally(outcomes, variants)
+    summary = tally(outcomes)
     summary["seconds"] = round(time.perf_counter() - started, 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
 
 
-def tally(outcomes: list[Outcome], variants: int = 2) -> dict:
+def tally(outcomes: list[Outcome]) -> dict:
     """Totals over `outcomes`: programs, compared, mismatches, skipped and why, per -O level."""
     compared = [o for o in outcomes if o.status != "skipped"]
     skipped = [o for o in outcomes if o.status == "skipped"]
@@ -222,7 +231,7 @@ def tally(outcomes: list[Outcome], variants: int = 2) -> dict:
         "last": max((o.program for o in outcomes), default=0),
         "compared": len(compared),
         "mismatches": sum(o.status == "mismatch" for o in outcomes),
-        "multivariant_runs": sum(len(policies(variants)) for o in compared if o.status == "match"),
+        "multivariant_runs": sum(len(policies(o.variants)) for o in compared if o.status == "match"),
         "compared_by_opt": dict(sorted(Counter(f"-O{o.opt}" for o in compared).items())),
         "skipped": len(skipped),
         "skipped_by_reason": dict(Counter("plain run timed out" if o.detail == "plain run: timeout"
@@ -247,11 +256,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--programs", type=int, default=100, help="how many programs (default 100)")
     parser.add_argument("--first", type=int, default=1, help="the first program's Csmith seed (default 1)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="programs checked at once")
-    parser.add_argument("--variants", type=int, default=2, help="variants per function (default 2)")
+    parser.add_argument("--variants", type=int, help="variants per function (default: 1 to 3, drawn per program)")
     parser.add_argument("--out", type=Path, default=Path("csmith-results"), help="results and kept mismatches")
-    parser.add_argument("--passes", default=ALL_PASSES,
-                        help="the passes stacked on every variant (default: all twelve built-in ones); "
-                             "a pass of your own, from an installed plugin, is tested the same way")
+    parser.add_argument("--passes",
+                        help="the passes stacked on every variant (default: 1 to 4 of the built-in ones, drawn "
+                             "per program); a pass of your own, from an installed plugin, is tested the same way")
     parser.add_argument("--reduce", action="store_true", help="creduce each mismatch (slow)")
     parser.add_argument("--summary", action="store_true",
                         help="print the totals over every program logged in --out, and run nothing")
@@ -260,11 +269,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--opt", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.interesting:
-        return 0 if interesting(args.interesting, args.seed, args.opt, args.variants, args.passes) else 1
+        return 0 if interesting(args.interesting, args.seed, args.opt, args.variants or 2, args.passes or ALL_PASSES) else 1
     if args.summary:
         if not (args.out / "outcomes.jsonl").is_file():
             parser.error(f"no campaign logged in {args.out}")
-        print(json.dumps(tally(load_outcomes(args.out), args.variants), indent=1))
+        print(json.dumps(tally(load_outcomes(args.out)), indent=1))
         return 0
     for tool in ("csmith",) + (("creduce",) if args.reduce else ()):
         if shutil.which(tool) is None:
