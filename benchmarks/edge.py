@@ -332,7 +332,13 @@ def main(argv: list[str] | None = None) -> int:
         for kind, built in build_rust_services(tmp / "services", args.variants, names).items():
             services[kind].update(built)
         bodies = requests(services["plain"], tmp)
-        out = {"settings": {k: v for k, v in vars(args).items() if k not in ("work", "json")}, "reference": REFERENCE}
+        import platform
+
+        from mewe import __version__
+
+        out = {"settings": {k: v for k, v in vars(args).items() if k not in ("work", "json")}, "reference": REFERENCE,
+               "mewe": __version__, "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
+               "date": time.strftime("%Y-%m-%d")}
         out["rq1"] = rq1(services)
         print("RQ1", json.dumps(out["rq1"]), flush=True)
         out["rq2_rq3"] = rq2_rq3(services["traced"], bodies, args.nodes, args.calls)

@@ -12,6 +12,7 @@ from mewe.errors import MeweError
 from mewe.fsutil import write_atomic
 
 SECTIONS = ("rq1", "rq2_rq3", "overhead", "rq4", "reference", "settings")
+ALL_ENDPOINTS = ("encrypt", "decrypt", "random", "invert", "bin2base64", "qr_str", "qr_image")  # benchmarks/edge.py's
 
 
 def bars(title: str, groups: dict[str, dict[str, float]], unit: str = "") -> str:
@@ -21,17 +22,23 @@ def bars(title: str, groups: dict[str, dict[str, float]], unit: str = "") -> str
     top = max((v for g in groups.values() for v in g.values()), default=1.0) or 1.0
     row, width, left = 14, 420, 110
     height = 30 + len(groups) * (len(series) * row + 8)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 90}" height="{height}" role="img">',
+    total = left + width + 170  # room for the longest label right of a full bar
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{total}" height="{height}" viewBox="0 0 {total} {height}" '
+             f'role="img" aria-label="{escape(title)}">',
              f'<text x="0" y="14" font-weight="bold">{escape(title)}</text>']
     y = 26
     for name, values in groups.items():
         parts.append(f'<text x="0" y="{y + row}">{escape(name)}</text>')
         for i, s in enumerate(series):
-            v = values.get(s, 0.0)
+            if s not in values:  # not measured for this group: no bar (a 0 would read as a result)
+                y += row
+                continue
+            v = values[s]
             w = max(1.0, width * v / top)
             parts.append(f'<rect x="{left}" y="{y}" width="{w:.1f}" height="{row - 2}" fill="{colours[i % len(colours)]}">'
                          f'<title>{escape(s)}: {v:.3g}{unit}</title></rect>')
-            parts.append(f'<text x="{left + w + 4:.1f}" y="{y + row - 3}">{escape(s)} {v:.3g}{unit}</text>')
+            shown = f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
+            parts.append(f'<text x="{left + w + 4:.1f}" y="{y + row - 3}">{escape(s)} {shown}{unit}</text>')
             y += row
         y += 8
     parts.append("</svg>")
@@ -55,7 +62,9 @@ def render(data: dict) -> str:
                                                               data["rq2_rq3"][n]["unique_per_node"].items()}
                                                           for n in endpoints}),
         "preservation": bars("variants still distinct after codegen", {
-            n: {"wasm": 100 * data["rq1"][n]["preserved_wasm"], "Cranelift": 100 * (data["rq1"][n]["preserved_native"] or 0)}
+            n: {"wasm": 100 * data["rq1"][n]["preserved_wasm"],
+                **({"Cranelift": 100 * data["rq1"][n]["preserved_native"]}
+                   if data["rq1"][n]["preserved_native"] is not None else {})}  # not measured: no bar
             for n in endpoints}, "%"),
         "latency": bars("latency in process: median and p95", {
             n: {f"{kind} {q}": data["overhead"][n][f"{kind}_{q}_us"] for kind in ("plain", "multivariant")
@@ -66,7 +75,10 @@ def render(data: dict) -> str:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
                              autoescape=True, undefined=jinja2.StrictUndefined)
     template = env.get_template("report.html.j2")
-    return template.render(endpoints=endpoints, rq1=data["rq1"], rq23=data["rq2_rq3"], overhead=data["overhead"],
+    about = {"mewe": data.get("mewe", "(version not recorded)"), "machine": data.get("machine", "a machine not recorded"),
+             "date": data.get("date", "date not recorded")}
+    absent = [n for n in ALL_ENDPOINTS if n not in endpoints]
+    return template.render(endpoints=endpoints, absent=absent, about=about, rq1=data["rq1"], rq23=data["rq2_rq3"], overhead=data["overhead"],
                            rq4=data["rq4"], reference=data["reference"], settings=data["settings"],
                            seconds=data.get("seconds", 0.0), charts={k: Markup(v) for k, v in charts.items()})
 

@@ -69,7 +69,7 @@ def test_report_shows_the_run_numbers(results, tmp_path):
         assert f"{data['overhead'][name]['ratio_median']:.2f}×" in row
     assert page.count("<svg") == 5  # variants, preservation, unique traces, latency, path timing
     median = data["rq4"]["sort"]["median_us"]["2"]
-    assert f"path 2: {median:.3g} µs" in page  # the chart's numbers are the run's too
+    assert f"path 2: {median:,.0f} µs" in page  # the chart's numbers are the run's too
     bad = mewe("report", tmp_path / "report.html", "-o", tmp_path / "x.html")
     assert bad.returncode == 1 and bad.stderr.startswith("mewe: error: ") and "not JSON" in bad.stderr
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -77,3 +77,24 @@ def test_report_shows_the_run_numbers(results, tmp_path):
         dump = subprocess.run([browser, "--headless", "--no-sandbox", "--dump-dom", (tmp_path / "report.html").as_uri()],
                               capture_output=True, text=True, timeout=120)
         assert dump.returncode == 0 and 'id="rq4"' in dump.stdout
+
+
+def test_results_the_reference_has_no_row_for_render(results, tmp_path):
+    """Endpoints the reference did not measure (the QR ones) and a Cranelift figure that was not
+    measured render as such, not as a traceback or a 0% bar."""
+    _, data = results
+    data = json.loads(json.dumps(data))
+    data["reference"].pop("sort")
+    data["rq1"]["base64"]["preserved_native"] = None
+    data.update(mewe="0.1.0", machine="x86_64, 2 CPUs", date="2026-11-30")
+    (tmp_path / "edge.json").write_text(json.dumps(data))
+    res = mewe("report", tmp_path / "edge.json", "-o", tmp_path / "report.html")
+    assert res.returncode == 0, res.stderr
+    page = (tmp_path / "report.html").read_text()
+    row = re.search(r"<tr><td>sort</td>(.*?)</tr>", page.split('id="rq1"')[1], re.S).group(1)
+    assert '<span class="ref">(—)</span>' in row
+    assert "not measured" in page and "n/a%" not in page
+    chart = page[page.index("variants still distinct after codegen"):].split("</svg>")[0]
+    assert chart.count(">Cranelift ") == 1  # sort's bar only: base64's was not measured
+    assert "Measured with mewe 0.1.0 on x86_64, 2 CPUs, 2026-11-30" in page and 'name="viewport"' in page
+    assert "Not in these results: encrypt, decrypt, random, invert, bin2base64, qr_str, qr_image" in page
