@@ -35,9 +35,9 @@ def bars(title: str, groups: dict[str, dict[str, float]], unit: str = "") -> str
                 continue
             v = values[s]
             w = max(1.0, width * v / top)
+            shown = f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"  # 1,309 µs, not 1.31e+03
             parts.append(f'<rect x="{left}" y="{y}" width="{w:.1f}" height="{row - 2}" fill="{colours[i % len(colours)]}">'
-                         f'<title>{escape(s)}: {v:.3g}{unit}</title></rect>')
-            shown = f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
+                         f'<title>{escape(s)}: {shown}{unit}</title></rect>')
             parts.append(f'<text x="{left + w + 4:.1f}" y="{y + row - 3}">{escape(s)} {shown}{unit}</text>')
             y += row
         y += 8

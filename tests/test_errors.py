@@ -55,7 +55,7 @@ def test_unknown_input_type(tmp_path):
     (tmp_path / "x.txt").write_text("hello")
     res = mewe("build", "x.txt", cwd=tmp_path)
     assert res.returncode == 1
-    assert error_lines(res.stderr) == ["mewe: error: x.txt: unsupported input type '.txt' (expected .c, .rs, .ll or .bc)"]
+    assert error_lines(res.stderr) == ["mewe: error: x.txt: unsupported input type '.txt' (expected .c, .i, .rs, .ll or .bc)"]
 
 
 def test_unwritable_output(tmp_path):
@@ -110,7 +110,7 @@ def test_run_missing_and_invalid_module(tmp_path):
     res = mewe("run", tmp_path / "junk.wasm")
     assert res.returncode == 1
     [line] = error_lines(res.stderr)
-    assert "junk.wasm: not a valid wasm module" in line
+    assert line.endswith("junk.wasm: not a wasm module")
 
 
 def test_unsupported_constructs(tmp_path):
