@@ -116,7 +116,8 @@ def diversify(
                  and (max_size is None or instruction_count(text[start:end].splitlines()) <= max_size)]
     settings = _Settings(names, passes is None, stack, seed, variants, text, cache, verify_each, fallback)
     context = disk.digest(_skeleton(text, spans)) if any(kinds[n].uses_context for n in used) else ""
-    keys = [_key(settings, name, body, context) for name, body in functions]
+    code = _code(settings)
+    keys = [_key(settings, name, body, context, code) for name, body in functions]
 
     made: list[list[Variant] | None] = [_load(key, name) if cache else None for key, (name, _) in zip(keys, functions)]
     todo = [i for i, vs in enumerate(made) if vs is None]
@@ -158,13 +159,17 @@ def _diversify_batch(settings: _Settings, functions: list[tuple[str, str]]) -> l
         return out
 
 
-def _key(settings: _Settings, name: str, body: str, context: str) -> str:
-    """The cache key of one function's candidates: its text, the settings, the code that makes
-    them and `context`, the digest of what passes reading the module may depend on."""
+def _code(settings: _Settings) -> str:
+    """A digest of the code that makes the candidates: the passes' modules and plugin rules."""
     modules = tuple(sorted({registry[parse_spec(n)[0]].__module__ for n in (*settings.passes, settings.fallback) if n}))
-    return disk.digest("variants", disk.code_version(modules), name, body, context, settings.passes,
-                       settings.random_mode, settings.stack, settings.seed, settings.count, plugin_rules_digest(),
-                       settings.fallback)
+    return disk.digest(disk.code_version(modules), plugin_rules_digest())
+
+
+def _key(settings: _Settings, name: str, body: str, context: str, code: str) -> str:
+    """The cache key of one function's candidates: its text, the settings, the `code` that makes
+    them and `context`, the digest of what passes reading the module may depend on."""
+    return disk.digest("variants", code, name, body, context, settings.passes, settings.random_mode, settings.stack,
+                       settings.seed, settings.count, settings.fallback)
 
 
 def _skeleton(text: str, spans: list[tuple[str, int, int]]) -> str:

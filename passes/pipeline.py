@@ -18,7 +18,7 @@ from functools import lru_cache
 
 import llvmlite.binding as llvm
 
-from mewe.llvmir import definitions, parse_module, unquote_name
+from mewe.llvmir import GLOBAL_NAME, definitions, parse_module, unquote_name
 
 from .framework import Pass, register
 from .ir import Function
@@ -31,15 +31,15 @@ PASSES = ("instruction_combine", "aggressive_instcombine", "reassociate", "sinki
 MAX_PASSES = 4
 _ATTRS_RE = re.compile(r"^attributes (#\d+) = (\{.*\})$", re.M)
 _GROUP_RE = re.compile(r"#\d+\b")
-_GLOBAL_RE = re.compile(r'@(?:[-a-zA-Z$._0-9]+|"[^"]*")')
-_TOP_GLOBAL_RE = re.compile(r'^(?:(@(?:[-a-zA-Z$._0-9]+|"[^"]*")) = |(?:define|declare) [^\n]*?(@(?:[-a-zA-Z$._0-9]+|"[^"]*"))\()', re.M)
+_GLOBAL_RE = re.compile(GLOBAL_NAME)
+_TOP_GLOBAL_RE = re.compile(rf'^(?:({GLOBAL_NAME}) = |(?:define|declare) [^\n]*?({GLOBAL_NAME})\()', re.M)
 _ATTACHMENT_RE = re.compile(r", ![-a-zA-Z$._0-9]+ (?:!\d+|!\{[^}]*\})")
-_TOP_NAME_RE = re.compile(r'^(?:(@(?:[-a-zA-Z$._0-9]+|"[^"]*")) = |declare [^\n]*?(@(?:[-a-zA-Z$._0-9]+|"[^"]*"))\()')
-_GLOBAL_DEF_RE = re.compile(r'^(@(?:[-a-zA-Z$._0-9]+|"[^"]*")) = ((?:[\w()]+ )*?)(?:global|constant) ')
+_TOP_NAME_RE = re.compile(rf'^(?:({GLOBAL_NAME}) = |declare [^\n]*?({GLOBAL_NAME})\()')
+_GLOBAL_DEF_RE = re.compile(rf'^({GLOBAL_NAME}) = ((?:[\w()]+ )*?)(?:global|constant) ')
 _COMDAT_RE = re.compile(r" comdat(?:\(\$[^)]*\))?")
 _HEADER_ATTACHMENT_RE = re.compile(r" ![-a-zA-Z$._0-9]+ !\d+(?= |$)")
 _DBG_RECORD_RE = re.compile(r"^\s*#dbg_\w+\(.*\n", re.M)
-_BLOCKADDRESS_RE = re.compile(r'blockaddress\(@([-a-zA-Z$._0-9]+|"[^"]*"), ')
+_BLOCKADDRESS_RE = re.compile(rf'blockaddress\(({GLOBAL_NAME}), ')  # spelled, with its @
 _OPTNONE_RE = re.compile(r" optnone\b")
 _NUMBERED_TYPE_RE = re.compile(r"^(%\d+) = type (.*)$", re.M)
 _NUMBERED_RE = re.compile(r"%\d+\b")
