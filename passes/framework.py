@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import random
 import re
-from importlib.metadata import entry_points
 from typing import ClassVar
 
 from mewe.errors import MeweError
 
 from .ir import Function
-from .rules import load_rule_plugins, plugin_rules_digest  # noqa: F401  (plugin_rules_digest: for the driver)
+from .rules import installed_entry_points, load_rule_plugins, plugin_rules_digest  # noqa: F401  (plugin_rules_digest: for the driver)
 
 ENTRY_POINT_GROUP = "mewe.passes"
 
@@ -120,7 +119,7 @@ def register(cls: type[Pass]) -> type[Pass]:
 def load_plugins() -> None:
     """Register the passes of installed packages' `mewe.passes` entry points and load and prove
     the rules of their `mewe.rules` entry points (idempotent)."""
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
+    for ep in installed_entry_points(ENTRY_POINT_GROUP):
         origin = f"{ep.name} = {ep.value}"
         if _plugins.get(ep.name) == origin:
             continue

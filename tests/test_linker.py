@@ -620,3 +620,35 @@ def test_cost_estimate_weights_loops_and_frames():
     # entry 2 and exit 1 outside loops; outer 2 and latch 3 in one loop; inner 4 in two
     expected = FRAME_COST + 3 + 5 * LOOP_WEIGHT + 4 * LOOP_WEIGHT ** 2
     assert function_cost(mod.get_function("nested")) == expected
+
+
+CODEGEN_FAILS = """target triple = "wasm32-unknown-wasi"
+declare void @llvm.x86.sse2.pause()
+define void @f() {
+  call void @llvm.x86.sse2.pause()
+  ret void
+}
+"""
+CODEGEN_WORKS = """target triple = "wasm32-unknown-wasi"
+define i32 @g(i32 %x) {
+  %y = mul i32 %x, 3
+  ret i32 %y
+}
+"""
+
+
+@pytest.mark.parametrize("threaded", [False, True], ids=["forked", "fresh-interpreter"])
+def test_an_llvm_codegen_abort_is_a_codegen_crash_naming_llvms_message(threaded, monkeypatch):
+    from mewe.linker import codegen
+    from mewe.llvmir import parse_module
+    from mewe.types import IRModule
+
+    if threaded:  # a process with threads must not fork: codegen then runs in a new interpreter
+        monkeypatch.setattr(codegen.threading, "active_count", lambda: 2)
+    with pytest.raises(codegen.CodegenCrash, match=r"^m: LLVM's code generator crashed: Cannot select: intrinsic %llvm.x86.sse2.pause$"):
+        codegen.emit_object(IRModule("m", parse_module(CODEGEN_FAILS).as_bitcode()))
+    good = IRModule("g", parse_module(CODEGEN_WORKS).as_bitcode())
+    objects = {codegen.emit_object(good)}
+    monkeypatch.setattr(codegen.threading, "active_count", lambda: 1 if threaded else 2)
+    objects.add(codegen.emit_object(good))
+    assert len(objects) == 1 and next(iter(objects)).startswith(b"\0asm")  # both ways, the same object
