@@ -16,14 +16,13 @@ are importable: `mewe.frontends` (sources -> LLVM IR), `mewe.passes` (variants),
 __version__ = "0.1.0"
 
 from mewe.errors import MeweError  # noqa: E402
-from mewe.types import (  # noqa: E402
-    BuildResult, CompileOptions, IRModule, Manifest, MultivariantOptions, Policy, Rerandomize, Variant,
-)
 
-# The stages load on first use (PEP 562), so a tool that needs little (mewe-cc's argument
-# handling, `mewe --help`) does not pay for LLVM and wasmtime at start-up.
+# Everything else loads on first use (PEP 562), so a tool that needs little (mewe-cc's client,
+# `mewe --help`) does not pay for LLVM, wasmtime or even dataclasses at start-up.
 _LAZY = {"build": "mewe.pipeline", "cargo_build": "mewe.pipeline", "run": "mewe.runtime",
-         "TraceDigest": "mewe.runtime", "preservation": "mewe.inspect"}
+         "TraceDigest": "mewe.runtime", "preservation": "mewe.inspect",
+         **{name: "mewe.types" for name in ("BuildResult", "CompileOptions", "IRModule", "Manifest",
+                                            "MultivariantOptions", "Policy", "Rerandomize", "Variant")}}
 
 
 def __getattr__(name: str):

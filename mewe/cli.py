@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from pathlib import Path
 from typing import NoReturn, Sequence
@@ -196,6 +197,24 @@ def _cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_server(args: argparse.Namespace) -> int:
+    import signal
+
+    from mewe import server
+
+    found = server.servers()
+    for path, pid in found:
+        if args.action == "status":
+            print(f"{path}: " + (f"running, pid {pid}" if pid else "not running"))
+        elif pid:
+            os.kill(pid, signal.SIGTERM)  # it finishes the requests it has, then exits
+    if args.action == "status" and not found:
+        print(f"no mewe-cc compile server under {server._cache_dir()}")
+    elif args.action == "stop":
+        print(f"mewe: stopped {sum(1 for _, pid in found if pid)} compile server(s)", file=sys.stderr)
+    return 0
+
+
 def _cmd_passes(args: argparse.Namespace) -> int:
     from mewe.passes import describe
 
@@ -334,6 +353,14 @@ def make_parser() -> argparse.ArgumentParser:
     ca.add_argument("action", choices=("info", "prune", "clear"))
     ca.add_argument("--max-size", type=_size, metavar="SIZE", help="for prune: the size to keep, e.g. 500M or 2G")
     ca.set_defaults(func=_cmd_cache)
+
+    sv = sub.add_parser("server", help="show or stop mewe-cc's compile servers",
+                        description="mewe-cc hands each compile to a per-user server that keeps the toolchain "
+                                    "loaded (started on first use, under $MEWE_CACHE_DIR/server; it exits after "
+                                    "$MEWE_SERVER_IDLE seconds idle, default 600). MEWE_SERVER=0 compiles "
+                                    "in-process instead; the outputs are the same bytes either way.")
+    sv.add_argument("action", choices=("status", "stop"))
+    sv.set_defaults(func=_cmd_server)
 
     i = sub.add_parser("inspect", help="measure which variants survive codegen (wasm and Cranelift)",
                        description="For each dispatched function of a multivariant module, check that every variant's "

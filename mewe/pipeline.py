@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import tempfile
@@ -59,7 +60,8 @@ def _code_levels(obj: bytes, wasm: bytes | None) -> list[dict]:
         return [parse_wasm(obj).code_by_name()]
     from mewe.inspect import native_code
 
-    return [level for level in (parse_wasm(wasm).code_by_name(), native_code(wasm)) if level]
+    bodies = native_code(wasm, wanted=lambda name: name.startswith("mewe."))  # the dispatched bodies only
+    return [level for level in (parse_wasm(wasm).code_by_name(), bodies) if level]
 
 
 def _choose(levels: list[dict], reports: list[FunctionReport], used: dict[str, list[Variant]],
@@ -95,8 +97,17 @@ def _choose(levels: list[dict], reports: list[FunctionReport], used: dict[str, l
 def discriminator(mv: MultivariantOptions, toolchain: Toolchain, *, fast_path_only: bool = False,
                   verbose: bool = False) -> IRModule:
     """The runtime's discriminator as IR: all of it, or only the fast path a translation unit inlines."""
+    from mewe.passes import cache
+
     defines = runtime.discriminator_defines(mv) + (("MEWE_FAST_PATH_ONLY",) if fast_path_only else ())
-    bitcode = frontends.compile_c(runtime.DISCRIMINATOR, CompileOptions(defines=defines), toolchain, verbose=verbose)
+    sources = tuple(p.read_text() for p in sorted(runtime.DISCRIMINATOR.parent.glob("*.c")))
+    key = cache.digest("discriminator", sources, defines, toolchain.fingerprint())
+    stored = cache.load("discriminator", key, root="runtime")  # a build per mewe-cc call: remembered, it costs no clang run
+    if isinstance(stored, str):
+        bitcode = base64.b64decode(stored)
+    else:
+        bitcode = frontends.compile_c(runtime.DISCRIMINATOR, CompileOptions(defines=defines), toolchain, verbose=verbose)
+        cache.store("discriminator", key, base64.b64encode(bitcode).decode(), root="runtime")
     return frontends.load_ir("discriminator", bitcode, origin=str(runtime.DISCRIMINATOR))
 
 

@@ -43,6 +43,12 @@ class Toolchain:
     def command(self, *args: str) -> list[str]:
         return [*self.driver, *self.target_flags, *args]
 
+    def fingerprint(self) -> tuple:
+        """What output depends on: the driver, its flags and environment, and its binary's size
+        and modification time (an upgraded compiler makes a new fingerprint)."""
+        return (self.kind, self.driver, self.llvm_major, self.target_flags, self.cflags,
+                tuple(sorted(self.env.items())), _binary_stamp(self.driver[0]))
+
     def run(self, argv: list[str], *, what: str, verbose: bool = False, cwd: str | None = None) -> subprocess.CompletedProcess:
         """Run a driver command; on failure raise MeweError with its diagnostics as details."""
         if verbose:
@@ -82,6 +88,31 @@ def _clang_toolchain(spec: str) -> Toolchain:
 
 @functools.lru_cache(maxsize=None)
 def _version_major(driver: tuple[str, ...], env_items: tuple[tuple[str, str], ...]) -> int:
+    """The driver's clang major version, remembered on disk per driver binary: asking it costs
+    a process (about 30 ms), and mewe-cc is run hundreds of times by a configure script."""
+    from mewe.passes import cache
+
+    stamp = _binary_stamp(driver[0])
+    key = cache.digest("clang-version", driver, stamp, env_items)
+    major = cache.load("clang-version", key, root="toolchain") if stamp else None
+    if not isinstance(major, int):
+        major = _ask_version_major(driver, env_items)
+        if stamp:
+            cache.store("clang-version", key, major, root="toolchain")
+    return major
+
+
+def _binary_stamp(program: str) -> tuple | None:
+    """(path, size, mtime) of the executable `program` names, or None if there is none."""
+    found = shutil.which(program)
+    try:
+        st = os.stat(found) if found else None
+    except OSError:
+        return None
+    return st and (os.path.realpath(found), st.st_size, st.st_mtime_ns)
+
+
+def _ask_version_major(driver: tuple[str, ...], env_items: tuple[tuple[str, str], ...]) -> int:
     try:
         out = subprocess.run([*driver, "--version"], env={**os.environ, **dict(env_items)},
                              capture_output=True, text=True, stdin=subprocess.DEVNULL)

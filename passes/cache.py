@@ -59,19 +59,20 @@ def digest(*parts: Any) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()
 
 
-def _path(kind: str, key: str) -> Path:
-    return cache_dir("variants", *([kind] if kind else [])) / f"{key}.json"
+def _path(kind: str, key: str, root: str) -> Path:
+    return cache_dir(root, *([kind] if kind else [])) / f"{key}.json"
 
 
 def _checksum(key: str, value_text: str) -> str:
     return hashlib.sha256(f"{key}\0{value_text}".encode()).hexdigest()
 
 
-def load(kind: str, key: str) -> Any | None:
-    """The value stored under `key`, or None (missing, unreadable, damaged, or the cache is off)."""
+def load(kind: str, key: str, root: str = "variants") -> Any | None:
+    """The value stored under `key`, or None (missing, unreadable, damaged, or the cache is off).
+    `root` names the cache under `mewe.fsutil.cache_dir`: the variant cache unless told."""
     if not _enabled:
         return None
-    path = _path(kind, key)
+    path = _path(kind, key, root)
     try:
         entry = json.loads(path.read_text())
         value_text = entry["value"]
@@ -85,12 +86,12 @@ def load(kind: str, key: str) -> Any | None:
     return value
 
 
-def store(kind: str, key: str, value: Any) -> None:
+def store(kind: str, key: str, value: Any, root: str = "variants") -> None:
     """Store `value` (JSON) under `key`, atomically; a cache that cannot be written is no error."""
     if not _enabled:
         return
     try:
-        path = _path(kind, key)
+        path = _path(kind, key, root)
         value_text = json.dumps(value, separators=(",", ":"))
         fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=path.parent)
         try:

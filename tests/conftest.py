@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -11,6 +12,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
+# mewe-cc's compile servers that the tests start leave soon after the last test.
+os.environ.setdefault("MEWE_SERVER_IDLE", "60")
 
 
 @dataclass
