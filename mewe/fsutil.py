@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from .errors import MeweError, raise_if_interrupted
+
+# Errors that say the output's file system cannot take it (full, over quota, read-only, too big).
+STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EACCES, errno.EPERM}
 
 
 @contextlib.contextmanager
@@ -40,10 +44,22 @@ def atomic_output(path: str | os.PathLike, mode: int = 0o644) -> Iterator[Path]:
         raise_if_interrupted()
         os.chmod(tmp, mode)
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(exc, OSError) and exc.errno in STORAGE_ERRORS:
+            raise MeweError(f"cannot write output '{target}': {exc.strerror}") from None
         raise
+
+
+def write_outputs(files: Sequence[tuple[str | os.PathLike, bytes, int]]) -> None:
+    """Write several (path, data, mode) outputs that belong together (a module and its
+    manifest): every one is written to its temp file before any is renamed into place, so a
+    full disk leaves none of them new."""
+    with contextlib.ExitStack() as stack:
+        temps = [(stack.enter_context(atomic_output(path, mode)), data) for path, data, mode in files]
+        for tmp, data in temps:
+            tmp.write_bytes(data)
 
 
 def write_atomic(path: str | os.PathLike, data: bytes, mode: int = 0o644) -> None:

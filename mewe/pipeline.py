@@ -15,7 +15,7 @@ from typing import Mapping, Sequence
 
 from mewe import executors, frontends, linker, runtime
 from mewe.errors import MeweError
-from mewe.fsutil import write_atomic
+from mewe.fsutil import write_atomic, write_outputs
 from mewe.toolchain import Toolchain, find_toolchain
 from mewe.types import BuildResult, CompileOptions, FunctionReport, IRModule, Manifest, MultivariantOptions, Variant
 from mewe.wasm import DISPATCH_SECTION, add_custom_section, parse_wasm
@@ -272,9 +272,7 @@ def build(
         manifest = Manifest(out.name, multivariant.variants, multivariant.seed, str(multivariant.policy),
                             multivariant.dispatch, str(multivariant.rerandomize), multivariant.tail_calls, multivariant.trace, reports)
         wasm = add_dispatch_table(wasm, manifest)
-    write_atomic(out, wasm, 0o755)
-    if manifest is not None:
-        write_atomic(manifest_path(out), manifest.to_json().encode())
+    write_outputs([(out, wasm, 0o755)] + ([(manifest_path(out), manifest.to_json().encode(), 0o644)] if manifest else []))
 
     temps: list[Path] = []
     if keep_temps:

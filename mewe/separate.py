@@ -27,7 +27,7 @@ import llvmlite.binding as llvm
 
 from mewe import frontends, linker, runtime
 from mewe.errors import MeweError
-from mewe.fsutil import atomic_output, cache_dir, write_atomic
+from mewe.fsutil import atomic_output, cache_dir, write_atomic, write_outputs
 from mewe.llvmir import parse_module
 from mewe.pipeline import add_dispatch_table, check_options, link_multivariant, manifest_path
 from mewe.toolchain import Toolchain, find_toolchain
@@ -314,11 +314,10 @@ def link(
         present = set(parse_wasm(data).function_names.values())
         manifest = _unit_manifest(out, payload, multivariant, present)
         data = add_dispatch_table(strip_custom_sections(data, lambda name: name == UNITS_SECTION), manifest)
-    write_atomic(out, data, 0o755)
     written = None
-    if manifest is not None and write_manifest and out.is_file():  # not beside /dev/null
+    if manifest is not None and write_manifest and not (out.exists() and not out.is_file()):  # not beside /dev/null
         written = manifest_path(out)
-        write_atomic(written, manifest.to_json().encode())
+    write_outputs([(out, data, 0o755)] + ([(written, manifest.to_json().encode(), 0o644)] if written else []))
     return BuildResult(out, len(data), (), manifest, written)
 
 

@@ -235,3 +235,81 @@ def test_ctrl_c_mid_build_leaves_nothing_and_a_consistent_cache(tmp_path):
     first = (out / "interp.wasm").read_bytes()
     assert subprocess.run([*argv, "--no-cache"], env=env, cwd=tmp_path, capture_output=True).returncode == 0
     assert (out / "interp.wasm").read_bytes() == first
+
+
+def _mount_small_fs(path: Path, options: str) -> bool:
+    """A tmpfs at `path` (root only, where the machine allows mounts); whether it is mounted."""
+    import subprocess
+
+    path.mkdir()
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True)
+    return res.returncode == 0
+
+
+def _unmount(path: Path) -> None:
+    import subprocess
+
+    subprocess.run(["umount", str(path)], capture_output=True)
+
+
+def _cache_env(tmp_path: Path) -> dict:
+    from mewe.fsutil import cache_dir
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "zig").symlink_to(cache_dir("zig"), target_is_directory=True)  # zig's wasi-libc build stays shared
+    return dict(os.environ, MEWE_CACHE_DIR=str(cache))
+
+
+def test_a_full_or_read_only_output_file_system_is_one_line_and_leaves_nothing(tmp_path):
+    import pytest
+
+    full, readonly = tmp_path / "full", tmp_path / "readonly"
+    if not _mount_small_fs(full, "size=8k"):
+        pytest.skip("cannot mount a small file system here (not root?); the injected error is tested below")
+    try:
+        assert _mount_small_fs(readonly, "size=64k,ro")
+        env = _cache_env(tmp_path)
+        argv = ("build", EXAMPLES / "sort.c", "--variants", "2", "--seed", "4")
+        for target, why in ((full / "sort.wasm", "No space left on device"),
+                            (readonly / "sort.wasm", "Read-only file system")):
+            res = mewe(*argv, "-o", target, env=env)
+            assert res.returncode == 1, res.stderr
+            [line] = error_lines(res.stderr)  # the module, or its manifest if the module fitted
+            assert line.startswith(f"mewe: error: cannot write output '{target.parent}{os.sep}sort.") and \
+                line.endswith(f"': {why}"), res.stderr
+            assert os.listdir(target.parent) == []  # no module, no manifest, no temp file
+        # the variant cache the failed build filled is whole: building through it equals building without it
+        ok = tmp_path / "ok" / "sort.wasm"
+        ok.parent.mkdir()
+        assert mewe(*argv, "-o", ok, env=env).returncode == 0
+        cached = ok.read_bytes()
+        assert mewe(*argv, "--no-cache", "-o", ok, env=env).returncode == 0
+        assert ok.read_bytes() == cached
+    finally:
+        _unmount(full)
+        _unmount(readonly)
+
+
+def test_a_write_error_on_the_manifest_leaves_no_module_either(tmp_path, monkeypatch, capsys):
+    """The module and its manifest appear together or not at all (the error injected in-process)."""
+    import errno
+
+    from mewe.cli import main
+
+    real_write = Path.write_bytes
+
+    def write_bytes(self, data):
+        if self.name.startswith(".sort.manifest.json."):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+        return real_write(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", write_bytes)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "sort.wasm").write_bytes(b"previous")
+    status = main(["build", str(EXAMPLES / "sort.c"), "--variants", "1", "-o", str(out / "sort.wasm")])
+    assert status == 1
+    assert error_lines(capsys.readouterr().err) == [
+        f"mewe: error: cannot write output '{out / 'sort.manifest.json'}': No space left on device"]
+    assert os.listdir(out) == ["sort.wasm"] and (out / "sort.wasm").read_bytes() == b"previous"
