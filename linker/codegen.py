@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import inspect
 import os
@@ -11,14 +12,20 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import llvmlite.binding as llvm
 
 from mewe.errors import MeweError
+from mewe.llvmir import GLOBAL_NAME, definitions, quote_name, unquote_name
 from mewe.toolchain import Toolchain
 from mewe.types import IRModule
 from mewe.wasm import strip_debug
+
+from .irtext import LINKAGES, Header, Unsupported, parse_header
 
 CODEGEN_OPT = {"0": 0, "1": 1, "2": 2, "3": 3, "s": 2, "z": 2}
 
@@ -58,49 +65,195 @@ class CodegenCrash(MeweError):
 def emit_object(module: IRModule, opt_level: str = "2", *, tail_calls: bool = False) -> bytes:
     """Generate a wasm32 object file for `module`; `tail_calls` enables wasm's return_call.
     Raises CodegenCrash, naming LLVM's message, when the code generator aborts."""
+    return emit_objects([module], opt_level, tail_calls=tail_calls)[0]
+
+
+def emit_objects(modules: list[IRModule | Part], opt_level: str = "2", *, tail_calls: bool = False,
+                 jobs: int = 1) -> list[bytes]:
+    """`emit_object` for each of `modules` (or parts of one), up to `jobs` at a time."""
     features = "+tail-call" if tail_calls else ""
     opt = CODEGEN_OPT[opt_level]
     if hasattr(os, "fork") and threading.active_count() == 1:  # forking a threaded process may deadlock
-        status, obj, errors = _forked(module.bitcode, opt, features)
+        results = _forked(modules, opt, features, jobs)
     else:
         source = _CHILD_IMPORTS + inspect.getsource(_emit) + _CHILD
-        proc = subprocess.run([sys.executable, "-c", source, str(opt), features], input=module.bitcode,
-                              capture_output=True)
-        status, obj, errors = proc.returncode, proc.stdout, proc.stderr
-    if status != 0:
-        text = errors.decode("utf-8", "replace")
-        found = re.search(r"Assertion `(.*)' failed", text) or re.search(r"LLVM ERROR: (.*)", text)
-        what = (f"assertion '{found[1]}' failed" if found and found[0].startswith("Assertion") else
-                found[1] if found else (text.strip().splitlines() or [f"exit status {status}"])[-1])
-        raise CodegenCrash(f"{module.name}: LLVM's code generator crashed: {what}")
-    return obj
+
+        def run(bitcode: bytes) -> tuple[int, bytes, bytes]:
+            proc = subprocess.run([sys.executable, "-c", source, str(opt), features], input=bitcode,
+                                  capture_output=True)
+            return proc.returncode, proc.stdout, proc.stderr
+
+        bitcodes = [_load(m).as_bitcode() if isinstance(m, Part) else m.bitcode for m in modules]
+        with ThreadPoolExecutor(max(1, jobs)) as pool:
+            results = list(pool.map(run, bitcodes))
+    for module, (status, _, errors) in zip(modules, results):
+        if status != 0:
+            text = errors.decode("utf-8", "replace")
+            found = re.search(r"Assertion `(.*)' failed", text) or re.search(r"LLVM ERROR: (.*)", text)
+            what = (f"assertion '{found[1]}' failed" if found and found[0].startswith("Assertion") else
+                    found[1] if found else (text.strip().splitlines() or [f"exit status {status}"])[-1])
+            raise CodegenCrash(f"{module.name}: LLVM's code generator crashed: {what}")
+    return [obj for _, obj, _ in results]
 
 
-def _forked(bitcode: bytes, opt: int, features: str) -> tuple[int, bytes, bytes]:
-    """Run `_emit` in a fork: (exit status, object, what it wrote to stderr)."""
+def _forked(modules: list, opt: int, features: str, jobs: int) -> list[tuple[int, bytes, bytes]]:
+    """Run `_emit` on each module in a fork, up to `jobs` at once: (exit status, object,
+    what it wrote to stderr) for each."""
     llvm.initialize_all_targets()
     llvm.initialize_all_asmprinters()
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:  # the child: no Python-level cleanup, whatever happens
-            status = 1
-            try:
-                signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C stops it at once
-                faulthandler.disable()  # an abort is reported by the parent, from LLVM's message
-                os.dup2(err.fileno(), 2)
-                out.write(_emit(llvm.parse_bitcode(bitcode), opt, features))
-                out.flush()
-                status = 0
-            except BaseException as exc:
-                os.write(2, f"LLVM ERROR: {exc}\n".encode())
-            finally:
-                os._exit(status)
-        _, wait_status = os.waitpid(pid, 0)
-        out.seek(0)
-        err.seek(0)
-        return os.waitstatus_to_exitcode(wait_status), out.read(), err.read()
+    results: list[tuple[int, bytes, bytes]] = [(1, b"", b"")] * len(modules)
+    with contextlib.ExitStack() as stack:
+        files = [(stack.enter_context(tempfile.TemporaryFile()), stack.enter_context(tempfile.TemporaryFile()))
+                 for _ in modules]
+        running: dict[int, int] = {}  # pid -> index
+        for i, module in enumerate(modules):
+            while len(running) >= max(1, jobs):
+                _reap(running, files, results)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            pid = os.fork()
+            if pid == 0:  # the child: no Python-level cleanup, whatever happens
+                status = 1
+                try:
+                    signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C stops it at once
+                    faulthandler.disable()  # an abort is reported by the parent, from LLVM's message
+                    out, err = files[i]
+                    os.dup2(err.fileno(), 2)
+                    out.write(_emit(_load(module), opt, features))
+                    out.flush()
+                    status = 0
+                except BaseException as exc:
+                    os.write(2, f"LLVM ERROR: {exc}\n".encode())
+                finally:
+                    os._exit(status)
+            running[pid] = i
+        while running:
+            _reap(running, files, results)
+    return results
+
+
+def _reap(running: dict[int, int], files: list, results: list) -> None:
+    """Wait until one of the `running` children (pid -> index) ends; record its result."""
+    while True:
+        for pid, i in running.items():  # only our own children: a pool's workers are not ours to reap
+            done, wait_status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                del running[pid]
+                out, err = files[i]
+                out.seek(0)
+                err.seek(0)
+                results[i] = (os.waitstatus_to_exitcode(wait_status), out.read(), err.read())
+                return
+        time.sleep(0.005)
+
+
+# Big modules are code-generated in parts, in parallel (as LLVM's parallel LTO code generation
+# does): each part defines a contiguous run of the functions and declares the rest. The number
+# of parts depends on the module only, never on --jobs, so the output is the same on any machine.
+SPLIT_FUNCTIONS = 400  # definitions per part
+MAX_PARTS = 4
+# Linkages a part cannot take apart: constructors lists (appending) would run twice, and
+# linkonce/common definitions may sit in comdat groups.
+UNSPLITTABLE = {llvm.Linkage.appending, llvm.Linkage.linkonce_any, llvm.Linkage.linkonce_odr, llvm.Linkage.common}
+MARKERS = {"llvm.used", "llvm.compiler.used"}  # emit nothing: every part keeps its copy
+ALIAS_TARGET = re.compile(rf" alias [^@]*, ptr ({GLOBAL_NAME})\s*$")
+LOCAL = {"internal", "private"}
+
+
+def split_module(module: IRModule) -> list["Part"] | None:
+    """`module` as parts whose objects, linked together, make the module's program; None if
+    it is too small to be worth it or holds what a part cannot take apart.
+
+    Each part keeps the bodies of its own functions (local ones made hidden, so that other
+    parts can call them) and declares every other function; global variables and aliases are
+    defined in the first part and available_externally (not emitted) in the others."""
+    mod = llvm.parse_bitcode(module.bitcode)
+    functions = [f for f in mod.functions if not f.is_declaration]
+    parts = min(MAX_PARTS, len(functions) // SPLIT_FUNCTIONS)
+    if parts < 2 or any(g.linkage in UNSPLITTABLE and g.name not in MARKERS for g in [*mod.functions, *mod.global_variables]):
+        return None
+    text = str(mod)
+    try:
+        spans = definitions(mod, text)
+        headers = {name: parse_header(text[start:text.index("\n", start)]) for name, start, _ in spans}
+    except (ValueError, Unsupported):
+        return None
+    # Aliases (llvmlite lists none; C's `__main_void` is one) stay with their targets in part 1.
+    aliases = [m for m in re.finditer(r"^@.* alias .*$", text, re.M)]
+    targets = {unquote_name(t.group(1)) for a in aliases if (t := ALIAS_TARGET.search(a.group(0)))}
+    if len(targets) < len(aliases):
+        return None  # an alias of a constant expression: left whole
+    total = sum(end - start for _, start, end in spans)
+    owner, done = {}, 0
+    for name, start, end in spans:  # contiguous runs of about equal size
+        owner[name] = 0 if name in targets else min(parts - 1, done * parts // total)
+        done += end - start
+    out = []
+    for part in range(parts):
+        pieces, at = [], 0
+        for name, start, end in spans:
+            header = headers[name]
+            pieces.append(text[at:start])
+            if owner[name] == part:
+                body = text[text.index("\n", start):end]
+                pieces.append(header.render(prefix=_visible(header.prefix)) + body)
+            else:
+                pieces.append(_declaration(header) + "\n")
+            at = end
+        rest = text[at:]
+        if part:
+            rest = "".join(line for line in rest.splitlines(keepends=True) if not (line.startswith("@") and " alias " in line))
+            pieces[0] = re.sub(r"^@.* alias .*\n", "", pieces[0], flags=re.M)
+        pieces.append(rest)
+        out.append(Part(f"{module.name} (part {part + 1} of {parts})", "".join(pieces), part))
+    return out
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part of a split module, as IR text (parsed where its code is generated, in parallel)."""
+
+    name: str
+    text: str
+    index: int  # the first part defines the global variables
+
+    def load(self) -> llvm.ModuleRef:
+        m = llvm.parse_assembly(self.text)
+        for g in m.global_variables:
+            if g.name in MARKERS or g.is_declaration:
+                continue
+            if self.index == 0 and g.linkage in (llvm.Linkage.internal, llvm.Linkage.private):
+                g.linkage = llvm.Linkage.external
+                g.visibility = llvm.Visibility.hidden
+            elif self.index:
+                g.linkage = llvm.Linkage.available_externally
+                g.visibility = llvm.Visibility.default
+        m.verify()
+        return m
+
+
+def _load(module: IRModule | Part) -> llvm.ModuleRef:
+    return module.load() if isinstance(module, Part) else llvm.parse_bitcode(module.bitcode)
+
+
+def _visible(prefix: list[str]) -> list[str]:
+    """A definition's prefix with local linkage made hidden: other parts call it."""
+    if not LOCAL & set(prefix):
+        return prefix
+    return ["hidden", *(t for t in prefix if t not in LOCAL and t not in ("default", "dso_local"))]
+
+
+def _declaration(header: Header) -> str:
+    """The `declare` line of a function another part defines."""
+    prefix = [t for t in _visible(header.prefix) if t not in LINKAGES]
+    params = [" ".join([p.type, *p.attrs]) for p in header.params] + (["..."] if header.varargs else [])
+    kept, tokens_ = [], iter(header.suffix)
+    for tok in tokens_:
+        if tok in ("unnamed_addr", "local_unnamed_addr") or re.fullmatch(r"#\d+|addrspace\(\d+\)", tok):
+            kept.append(tok)
+        elif tok == "align":
+            kept += [tok, next(tokens_, "")]
+    return " ".join(["declare", *prefix, header.ret, f"{quote_name(header.name)}({', '.join(params)})", *kept])
 
 
 def wasm_ld(objects: list[Path], name: str, toolchain: Toolchain, *, extra: tuple[str, ...] = (), verbose: bool = False) -> bytes:

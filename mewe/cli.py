@@ -288,7 +288,8 @@ def _add_multivariant_options(b: argparse.ArgumentParser) -> None:
                          "0.1%% of its dispatches; cold ones keep any variant")
     mv.add_argument("--max-size", dest="max_size", type=int, metavar="N",
                     help="leave functions of more than N instructions undiversified (default 20000)")
-    mv.add_argument("--jobs", type=int, metavar="N", help="processes making variants (default: one per CPU)")
+    mv.add_argument("--jobs", type=int, metavar="N",
+                    help="processes making variants and generating code (default: one per CPU)")
     mv.add_argument("--executor", metavar="URL",
                     help="where variants are made: local (processes, default), serial, or dask://HOST:PORT (a Dask scheduler)")
     mv.add_argument("--verify-each", dest="verify_each", action="store_true", default=None,

@@ -44,10 +44,21 @@ def manifest_path(output: Path) -> Path:
 
 
 def _codegen(program: IRModule, options: CompileOptions, tail_calls: bool, name: str, toolchain: Toolchain,
-             verbose: bool) -> tuple[bytes, bytes]:
-    """The wasm32 object for `program` and the linked module."""
-    obj = linker.emit_object(program, options.opt_level, tail_calls=tail_calls)
+             verbose: bool, jobs: int = 1) -> tuple[bytes | None, bytes]:
+    """The wasm32 object for `program` and the linked module. A big module is code-generated in
+    parts, `jobs` at a time (then there is no one object: None)."""
     with tempfile.TemporaryDirectory(prefix="mewe-build-") as tmp:
+        try:
+            parts = linker.split_module(program)
+            if parts:
+                paths = []
+                for k, obj in enumerate(linker.emit_objects(parts, options.opt_level, tail_calls=tail_calls, jobs=jobs)):
+                    paths.append(Path(tmp) / f"program.{k + 1}.o")  # fixed names: they are recorded in the output
+                    paths[-1].write_bytes(obj)
+                return None, linker.wasm_ld(paths, name, toolchain, verbose=verbose)
+        except (MeweError, RuntimeError):
+            pass  # a crash, or a name a part made global clashing with libc's: in one piece, below
+        obj = linker.emit_object(program, options.opt_level, tail_calls=tail_calls)
         obj_path = Path(tmp) / "program.o"  # a fixed name: it is recorded in the output
         obj_path.write_bytes(obj)
         return obj, linker.wasm_ld([obj_path], name, toolchain, verbose=verbose)
@@ -140,7 +151,7 @@ def link_multivariant(program: IRModule, options: CompileOptions, mv: Multivaria
         module, reports, used = linker.link_variants(program, chosen, rt, mv, unit=unit)
         if unit is not None:
             return module, linker.emit_object(module, options.opt_level, tail_calls=mv.tail_calls), None, reports, used
-        return (module, *_codegen(module, options, mv.tail_calls, name, toolchain, verbose), reports, used)
+        return (module, *_codegen(module, options, mv.tail_calls, name, toolchain, verbose, mv.jobs), reports, used)
 
     crashed: dict[str, str] = {}
     try:
@@ -265,7 +276,7 @@ def build(
     program = linker.link_modules(modules)
     manifest = None
     if multivariant.variants == 0:
-        obj, wasm = _codegen(program, options, False, out.name, toolchain, verbose)
+        obj, wasm = _codegen(program, options, False, out.name, toolchain, verbose, multivariant.jobs)
     else:
         program, obj, wasm, reports = link_multivariant(program, options, multivariant, variants, out.name, toolchain,
                                                         verbose)
@@ -276,6 +287,8 @@ def build(
 
     temps: list[Path] = []
     if keep_temps:
+        if obj is None:  # generated in parts: the one object a user can inspect, made for them
+            obj = linker.emit_object(program, options.opt_level, tail_calls=multivariant.variants > 0 and multivariant.tail_calls)
         for suffix, data in ((".bc", program.bitcode), (".o", obj)):
             keep = out.with_suffix(suffix)
             write_atomic(keep, data)

@@ -652,3 +652,50 @@ def test_an_llvm_codegen_abort_is_a_codegen_crash_naming_llvms_message(threaded,
     monkeypatch.setattr(codegen.threading, "active_count", lambda: 1 if threaded else 2)
     objects.add(codegen.emit_object(good))
     assert len(objects) == 1 and next(iter(objects)).startswith(b"\0asm")  # both ways, the same object
+
+
+def _many_functions(n: int) -> str:
+    """A C program of `n` small functions, static and not, reached through a table, with data."""
+    out = ["#include <stdio.h>", "typedef unsigned (*fn)(unsigned);", f"static const char *names[{n}];"]
+    for i in range(n):
+        storage = "static " if i % 3 else ""
+        out.append(f"{storage}unsigned f{i}(unsigned x) {{ static unsigned seen; seen += x; "
+                   f"return x * {i + 3}u + (x >> {i % 7 + 1}) + seen; }}")
+    out.append(f"static const fn table[{n}] = {{" + ", ".join(f"f{i}" for i in range(n)) + "};")
+    out.append("int main(void) { unsigned s = 1; for (int r = 0; r < 3; r++) for (int i = 0; i < %d; i++) "
+               "s = table[i](s); printf(\"%%u %%s\\n\", s, names[0] ? names[0] : \"none\"); return 0; }" % n)
+    return "\n".join(out) + "\n"
+
+
+def test_a_big_module_is_code_generated_in_parts_and_behaves_as_when_generated_whole(tmp_path, monkeypatch):
+    from mewe import frontends, linker
+    from mewe.toolchain import find_toolchain
+
+    src = tmp_path / "many.c"
+    src.write_text(_many_functions(900))
+    module = linker.link_modules([frontends.load_source(src, mewe.CompileOptions(), find_toolchain())])
+    parts = linker.split_module(module)
+    assert parts and len(parts) == 2  # 900 definitions: two parts
+    assert all(p.text.count("\ndefine ") < 600 for p in parts)  # each defines its share, declares the rest
+
+    def build(name: str, **mv) -> bytes:
+        out = tmp_path / name / "many.wasm"
+        out.parent.mkdir()
+        mewe.build([src], out, multivariant=MultivariantOptions(**mv))
+        return out.read_bytes()
+
+    emitted = []
+    emit_objects = linker.emit_objects
+    monkeypatch.setattr(linker, "emit_objects", lambda modules, *a, **k: emitted.append(len(modules)) or emit_objects(modules, *a, **k))
+    split_1, split_2 = build("jobs1", jobs=1), build("jobs2", jobs=2)
+    assert emitted == [2, 2] and split_1 == split_2  # in parts, which depend on the module, not on --jobs
+    monkeypatch.setattr(linker, "split_module", lambda module: None)
+    whole = build("whole", jobs=1)
+    assert emitted == [2, 2]  # in one piece
+    runs = {}
+    for name in ("jobs1", "whole"):
+        out = tmp_path / name / "stdout"
+        assert mewe.run(tmp_path / name / "many.wasm", stdout=out) == 0
+        runs[name] = out.read_bytes()
+    assert runs["jobs1"] == runs["whole"] and runs["jobs1"].endswith(b" none\n")
+    assert whole == split_1  # contiguous parts keep the module's order: the same program, byte for byte
