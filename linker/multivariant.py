@@ -9,9 +9,10 @@ tables and initialisers, exports, aliases) reaches the dispatcher.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 import llvmlite.binding as llvm
@@ -57,6 +58,7 @@ class _Plan:
     variants: list[Variant]  # the distinct variants behind bodies[1:]
     dispatch_id: int = -1
     inline: bool = False  # the dispatch sequence is inlined into direct callers
+    keys: list[str] = field(default_factory=list)  # each body's canonical text (see _canonical)
 
 
 def _returns_twice(mt: ModuleText) -> set[str]:
@@ -210,7 +212,8 @@ def _plan(name: str, mt: ModuleText, variants: Sequence[Variant]) -> _Plan:
     d = mt.definitions[name]
     original_body = d.body(mt.lines)
     bodies = [(d.header, original_body, ())]
-    seen = {_canonical(d.header, original_body)}
+    keys = [_canonical(d.header, original_body)]
+    seen = set(keys)
     used: list[Variant] = []
     dropped = 0
     drops = [f"{','.join(v.passes)}: {v.error}" for v in variants if v.error]
@@ -229,11 +232,12 @@ def _plan(name: str, mt: ModuleText, variants: Sequence[Variant]) -> _Plan:
             dropped += 1
             continue
         seen.add(key)
+        keys.append(key)
         bodies.append((header, lines[1:], tuple(v.passes)))
         used.append(v)
     report = FunctionReport(name, "dispatched", variants=len(bodies), dropped=dropped, drops=drops,
                             passes=[list(b[2]) for b in bodies])
-    return _Plan(d, bodies, report, used)
+    return _Plan(d, bodies, report, used, keys=keys)
 
 
 def _canonical(header: Header, body: list[str]) -> str:
@@ -354,8 +358,7 @@ def link_variants(
     context = new_context()
     mod = _link_checked(mt, plans, options, reports, context, unit)  # dispatcher ids follow `names`
     for plan in plans:  # before dispatchers are inlined into the bodies that call them
-        plan.report.costs = [function_cost(mod.get_function(body_name(plan.report.name, k)))
-                             for k in range(len(plan.bodies))]
+        plan.report.costs = [_cost(key, mod, body_name(plan.report.name, k)) for k, key in enumerate(plan.keys)]
     mod.link_in(parse_module(runtime.bitcode, context=context))
     _inline_discriminator(mod)
     if unit is not None:  # every unit has its copy; the runtime archive has the shared one
@@ -363,6 +366,18 @@ def link_variants(
     mod.verify()
     used = {p.report.name: p.variants for p in plans}
     return IRModule(program.name, mod.as_bitcode()), [reports[n] for n in names], used
+
+
+_costs: dict[bytes, int] = {}  # a body's canonical text (digest) -> its cost: a build links twice
+
+
+def _cost(key: str, mod: llvm.ModuleRef, name: str) -> int:
+    digest = hashlib.sha256(key.encode()).digest()
+    if digest not in _costs:
+        if len(_costs) > 1_000_000:
+            _costs.clear()
+        _costs[digest] = function_cost(mod.get_function(name))
+    return _costs[digest]
 
 
 def _link_checked(mt: ModuleText, plans: list[_Plan], options: MultivariantOptions,
