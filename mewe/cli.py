@@ -11,7 +11,7 @@ from typing import NoReturn, Sequence
 
 from mewe import __version__
 from mewe.errors import MeweError, run_reporting
-from mewe.types import OPT_LEVELS, CompileOptions, MultivariantOptions, Policy, Rerandomize
+from mewe.types import MAX_VARIANTS, OPT_LEVELS, CompileOptions, MultivariantOptions, Policy, Rerandomize
 
 
 class _Parser(argparse.ArgumentParser):
@@ -42,10 +42,52 @@ def _rerandomize(text: str) -> Rerandomize:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def _pipeline(text: str) -> tuple[str, ...]:
-    from mewe.passes.framework import split_pipeline
+def _int_in(low: int, high: int | None = None):
+    """An argparse type: an int from `low` (to `high`), so that a value out of range is a usage
+    error like any other (one line, exit 2), not a build error."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid int value: '{text}'") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be {'at least 1' if low == 1 else f'{low} or more'}, got {value}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high}, got {value}")
+        return value
+    return parse
 
-    return tuple(split_pipeline(text))
+
+def _ratio(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number: '{text}'") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 (any) or a positive ratio, got {text}")
+    return value
+
+
+def _executor(text: str) -> str:
+    from mewe.executors import parse
+
+    try:
+        parse(text)
+    except MeweError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
+def _pipeline(text: str) -> tuple[str, ...]:
+    from mewe.passes.framework import instantiate, split_pipeline
+
+    try:
+        specs = tuple(split_pipeline(text))
+        for spec in specs:  # unknown passes and bad parameters are usage errors too
+            instantiate(spec)
+    except MeweError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return specs
 
 
 def _fallback(text: str) -> str:
@@ -256,7 +298,7 @@ def _cmd_check_pass(args: argparse.Namespace) -> int:
 
 def _add_multivariant_options(b: argparse.ArgumentParser) -> None:
     mv = b.add_argument_group("multivariant", "defaults come from mewe.toml or [tool.mewe] in pyproject.toml, if present")
-    mv.add_argument("--variants", type=int, metavar="N",
+    mv.add_argument("--variants", type=_int_in(0, MAX_VARIANTS), metavar="N",
                     help="variants per function besides the original (default 0: a plain module)")
     mv.add_argument("--seed", type=int, metavar="S", help="seed for the passes (default 0); same seed, same binary")
     mv.add_argument("--passes", type=_pipeline, metavar="A,B",
@@ -265,7 +307,7 @@ def _add_multivariant_options(b: argparse.ArgumentParser) -> None:
     mv.add_argument("--fallback", type=_fallback, metavar="PASS",
                     help="random stacks: the pass the surplus half of the candidates also gets, so that small "
                          "functions still get variants codegen keeps (default junk-code; 'none' for none)")
-    mv.add_argument("--stack", type=int, metavar="K", help="passes stacked per variant in random mode (default 2)")
+    mv.add_argument("--stack", type=_int_in(1), metavar="K", help="passes stacked per variant in random mode (default 2)")
     mv.add_argument("--only", action="append", default=[], metavar="PATTERN", help="diversify only functions matching (fnmatch)")
     mv.add_argument("--skip", action="append", default=[], metavar="PATTERN", help="do not diversify functions matching")
     mv.add_argument("--policy", type=_policy, metavar="POLICY",
@@ -279,18 +321,18 @@ def _add_multivariant_options(b: argparse.ArgumentParser) -> None:
                     help="when a variant is drawn anew: call (every call), every:N (each function's variant re-drawn "
                          "after about N of its calls, and about every N dispatches of the module; default "
                          "every:1000) or request (once per instance)")
-    mv.add_argument("--reseed", type=int, metavar="N", help="draws between re-seeds from WASI random_get")
-    mv.add_argument("--max-cost", dest="max_cost", type=float, metavar="RATIO",
+    mv.add_argument("--reseed", type=_int_in(1), metavar="N", help="draws between re-seeds from WASI random_get")
+    mv.add_argument("--max-cost", dest="max_cost", type=_ratio, metavar="RATIO",
                     help="keep only variants whose estimated cost (loop-weighted IR instructions) is at most RATIO "
                          "times the original's; a function with none keeps its cheapest (default 1.25; 0: any)")
     mv.add_argument("--profile", metavar="TRACE",
                     help="a 'mewe run --trace' file: --max-cost bounds only the functions that took at least "
                          "0.1%% of its dispatches; cold ones keep any variant")
-    mv.add_argument("--max-size", dest="max_size", type=int, metavar="N",
+    mv.add_argument("--max-size", dest="max_size", type=_int_in(1), metavar="N",
                     help="leave functions of more than N instructions undiversified (default 20000)")
-    mv.add_argument("--jobs", type=int, metavar="N",
+    mv.add_argument("--jobs", type=_int_in(1), metavar="N",
                     help="processes making variants and generating code (default: one per CPU)")
-    mv.add_argument("--executor", metavar="URL",
+    mv.add_argument("--executor", type=_executor, metavar="URL",
                     help="where variants are made: local (processes, default), serial, or dask://HOST:PORT (a Dask scheduler)")
     mv.add_argument("--verify-each", dest="verify_each", action="store_true", default=None,
                     help="verify each variant after every pass, so an invalid one names the pass that broke it "
@@ -391,11 +433,11 @@ def make_parser() -> argparse.ArgumentParser:
                                    "response. A fresh instance per request; NODES worker processes.")
     v.add_argument("modules", nargs="+", metavar="MODULE", help="a WASI command module (.wasm)")
     v.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: loopback only)")
-    v.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
-    v.add_argument("--nodes", type=int, default=1, help="worker processes, each an edge node (default 1)")
-    v.add_argument("--timeout-ms", type=int, default=10_000, help="wall-time limit per request (default 10000)")
-    v.add_argument("--memory-mb", type=int, default=256, help="linear-memory limit per request (default 256)")
-    v.add_argument("--max-body", type=int, default=16 << 20, help="largest request body in bytes (default 16 MiB)")
+    v.add_argument("--port", type=_int_in(0, 65535), default=8080, help="port (default 8080; 0 picks a free one)")
+    v.add_argument("--nodes", type=_int_in(1), default=1, help="worker processes, each an edge node (default 1)")
+    v.add_argument("--timeout-ms", type=_int_in(1), default=10_000, help="wall-time limit per request (default 10000)")
+    v.add_argument("--memory-mb", type=_int_in(1), default=256, help="linear-memory limit per request (default 256)")
+    v.add_argument("--max-body", type=_int_in(0), default=16 << 20, help="largest request body in bytes (default 16 MiB)")
     v.set_defaults(func=_cmd_serve)
 
     k = sub.add_parser("check-pass", help="check a pass: determinism, coverage, and differential runs",
@@ -405,11 +447,11 @@ def make_parser() -> argparse.ArgumentParser:
                                    "miscompile, a nondeterministic build, or a pass that never applied.")
     k.add_argument("name", metavar="NAME", help="a pass, built in or from a plugin (see 'mewe passes')")
     k.add_argument("sources", nargs="*", metavar="SOURCE", help="C sources to check on (default: the examples)")
-    k.add_argument("--variants", type=int, default=4, metavar="K", help="variants per function (default 4)")
+    k.add_argument("--variants", type=_int_in(1, MAX_VARIANTS), default=4, metavar="K", help="variants per function (default 4)")
     k.add_argument("--seeds", type=_seeds, default=(0, 1),
                    metavar="S,S", help="build seeds, each checked (default 0,1)")
-    k.add_argument("--csmith", type=int, default=3, metavar="N", help="Csmith programs to check on too (default 3)")
-    k.add_argument("--jobs", type=int, metavar="N", help="processes making variants (default: one per CPU)")
+    k.add_argument("--csmith", type=_int_in(0), default=3, metavar="N", help="Csmith programs to check on too (default 3)")
+    k.add_argument("--jobs", type=_int_in(1), metavar="N", help="processes making variants (default: one per CPU)")
     k.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS", help="longest run (default 10)")
     k.set_defaults(func=_cmd_check_pass)
 

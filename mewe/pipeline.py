@@ -17,10 +17,11 @@ from mewe import executors, frontends, linker, runtime
 from mewe.errors import MeweError
 from mewe.fsutil import write_atomic, write_outputs
 from mewe.toolchain import Toolchain, find_toolchain
-from mewe.types import BuildResult, CompileOptions, FunctionReport, IRModule, Manifest, MultivariantOptions, Variant
+from mewe.types import MAX_VARIANTS, BuildResult, CompileOptions, FunctionReport, IRModule, Manifest, MultivariantOptions, Variant
 from mewe.wasm import DISPATCH_SECTION, add_custom_section, parse_wasm
 
 OVERGENERATE = 2
+assert OVERGENERATE * MAX_VARIANTS < linker.MAX_BODIES  # every candidate has a body number
 CALL_COST = 8  # what a call costs besides its body, in IR instructions: a tiny body may grow a little
 
 
@@ -224,8 +225,8 @@ def check_options(multivariant: MultivariantOptions) -> None:
         raise MeweError(f"invalid dispatch form '{multivariant.dispatch}' (use switch or table)")
     if multivariant.reseed < 1:
         raise MeweError("--reseed must be at least 1")
-    if multivariant.variants * OVERGENERATE >= linker.MAX_BODIES:
-        raise MeweError(f"--variants must be at most {(linker.MAX_BODIES - 1) // OVERGENERATE}")
+    if multivariant.variants > MAX_VARIANTS:
+        raise MeweError(f"--variants must be at most {MAX_VARIANTS}")
     if not 0 <= multivariant.max_cost < float("inf"):
         raise MeweError("--max-cost must be 0 (any) or a positive ratio")
     if multivariant.max_size < 1:

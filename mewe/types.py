@@ -229,6 +229,9 @@ class Rerandomize:
         return f"every:{self.period}" if self.kind == "every" else self.kind
 
 
+MAX_VARIANTS = 127  # a slot holds a body's number in 8 bits, and twice as many candidates are made
+
+
 @dataclass(frozen=True)
 class MultivariantOptions:
     """What makes a build multivariant. `variants=0` builds the plain module."""

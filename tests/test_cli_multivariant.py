@@ -91,16 +91,19 @@ def test_bad_settings_are_one_line(tmp_path, setting, message):
 @pytest.mark.parametrize("args,message", [
     (["--passes", "no-such-pass", "--variants", "2"], "unknown pass 'no-such-pass'"),
     (["--policy", "pinned:x", "--variants", "2"], "invalid policy 'pinned:x'"),
-    (["--variants", "-1"], "--variants must be 0 or more"),
+    (["--variants", "-1"], "argument --variants: must be 0 or more, got -1"),
     (["--variants", "2", "--rerandomize", "every:0"], "invalid re-randomization mode 'every:0'"),
     (["--variants", "2", "--rerandomize", "sometimes"], "invalid re-randomization mode 'sometimes'"),
-    (["--variants", "200"], "--variants must be at most 127"),
-    (["--variants", "2", "--max-cost", "-1"], "--max-cost must be 0"),
+    (["--variants", "200"], "argument --variants: must be at most 127"),
+    (["--variants", "2", "--max-cost", "-1"], "argument --max-cost: must be 0 (any) or a positive ratio"),
+    (["--variants", "2", "--jobs", "0"], "argument --jobs: must be at least 1"),
     (["--dispatch", "jump"], "invalid choice: 'jump'"),
 ])
 def test_bad_multivariant_options(tmp_path, args, message):
+    """A bad option value is a usage error whatever is wrong with it: one line, exit 2."""
     res = mewe("build", EXAMPLES / "hash.c", *args, "-o", tmp_path / "h.wasm")
-    assert res.returncode in (1, 2) and message in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert res.returncode == 2 and message in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert res.stderr.startswith("mewe build: error: argument --") or "invalid choice" in res.stderr
     assert not (tmp_path / "h.wasm").exists()
 
 

@@ -136,9 +136,10 @@ def test_an_unreachable_scheduler_is_one_line(tmp_path, cache, monkeypatch):
 
 
 def test_bad_build_options_fail_before_compiling(tmp_path):
-    for flags, message in ((["--executor", "dask:/x"], "invalid executor 'dask:/x'"), (["--jobs", "0"], "--jobs must be at least 1")):
+    for flags, message in ((["--executor", "dask:/x"], "argument --executor: invalid executor 'dask:/x'"),
+                           (["--jobs", "0"], "argument --jobs: must be at least 1")):
         res = run_cli("build", tmp_path / "missing.c", "--variants", "1", *flags, cwd=tmp_path)
-        assert res.returncode == 1 and res.stderr.startswith(f"mewe: error: {message}"), res.stderr
+        assert res.returncode == 2 and res.stderr.startswith(f"mewe build: error: {message}"), res.stderr
         assert res.stderr.count("\n") == 1
 
 
