@@ -5,7 +5,8 @@ Builds two multivariant services from the examples (sort, interp), serves them w
 requests for --minutes: sorts (200), interpreter scripts (200), scripts that fail (500), an
 unknown service (404), a body over the limit (413) and a wrong method (405). Each answer's
 status is checked against the request's kind. The resident memory (VmRSS) of the supervisor
-and of every node is read from /proc after a warm-up and at the end.
+and of every node is read from /proc after a warm-up and at the end, and the nodes' every
+--sample seconds in between.
 
     python benchmarks/soak.py [--minutes 10] [--nodes 2] [--clients 4] [--json out.json]
 """
@@ -89,6 +90,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--nodes", type=int, default=2)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--sample", type=float, default=30, help="seconds between memory samples (default 30)")
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mewe-soak-") as tmp_name:
@@ -116,8 +118,11 @@ def main() -> None:
                        for k in range(args.clients)]
             for t in threads:
                 t.start()
-            for t in threads:
-                t.join()
+            series = []  # (minutes, RSS of each node in MiB), every --sample seconds: growth that levels off is not a leak
+            while any(t.is_alive() for t in threads):
+                series.append((round((time.monotonic() - began) / 60, 2), [round(rss_kib(p) / 1024, 1) for p in nodes]))
+                for t in threads:
+                    t.join(timeout=args.sample / len(threads))
             elapsed = time.monotonic() - began
             end_nodes = children(server.pid)
             end = {"supervisor": rss_kib(server.pid), **{f"node {k + 1}": rss_kib(p) for k, p in enumerate(end_nodes)}}
@@ -126,7 +131,7 @@ def main() -> None:
             server.wait(timeout=30)
     report = {"minutes": elapsed / 60, "nodes": args.nodes, "clients": args.clients, "requests": sum(tally.values()),
               "by_status": {str(k): v for k, v in sorted(tally.items(), key=str)}, "wrong": len(wrong),
-              "same_nodes": nodes == end_nodes, "rss_kib_start": start, "rss_kib_end": end}
+              "same_nodes": nodes == end_nodes, "rss_kib_start": start, "rss_kib_end": end, "rss_mib_series": series}
     print(f"{report['requests']} requests in {report['minutes']:.1f} min, {len(wrong)} with an unexpected status "
           f"({wrong[:3]}); by status {report['by_status']}; nodes replaced: {nodes != end_nodes}", file=sys.stderr)
     print("| process | RSS at start (MiB) | RSS at end (MiB) | change |")
@@ -134,6 +139,7 @@ def main() -> None:
     for key in start:
         a, b = start[key] / 1024, end.get(key, 0) / 1024
         print(f"| {key} | {a:.1f} | {b:.1f} | {b - a:+.1f} |")
+    print("\nnode RSS (MiB) over time: " + "; ".join(f"{m:g} min {'/'.join(map(str, r))}" for m, r in series))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
 
