@@ -124,3 +124,16 @@ def write_rule_plugin(directory: Path, module: str, source: str, name: str, obj:
     """A rule plugin: entry point `name` of the `mewe.rules` group is `module:obj` (rule text,
     or a callable returning it)."""
     return write_plugin(directory, module, source, "mewe.rules", name, obj)
+
+
+def child_pids(pid: int) -> list[int]:
+    """Process ids of `pid`'s child processes (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                pass
+    return sorted(found)

@@ -11,11 +11,10 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
-from conftest import EXAMPLES, mewe
+from conftest import EXAMPLES, child_pids, mewe
 
 pytestmark = pytest.mark.slow  # `pytest -m 'not slow'` leaves these out
 
@@ -168,19 +167,6 @@ def test_serve_refuses_bad_modules(tmp_path):
     assert res.returncode == 1 and "no such file" in res.stderr
 
 
-def _children(pid: int) -> list[int]:
-    """Process ids of `pid`'s child processes (Linux /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    found.append(int(entry.name))
-            except (OSError, IndexError, ValueError):
-                pass
-    return sorted(found)
-
-
 def test_a_killed_node_is_replaced_and_the_service_keeps_answering(tmp_path):
     import signal
 
@@ -190,7 +176,7 @@ def test_a_killed_node_is_replaced_and_the_service_keeps_answering(tmp_path):
                             stderr=subprocess.PIPE, text=True)
     try:
         port = int(re.search(r":(\d+) \(", proc.stderr.readline()).group(1))
-        nodes = _children(proc.pid)
+        nodes = child_pids(proc.pid)
         assert len(nodes) == 2
         os.kill(nodes[0], signal.SIGKILL)
         answers = []
@@ -203,7 +189,7 @@ def test_a_killed_node_is_replaced_and_the_service_keeps_answering(tmp_path):
         assert answers.count((200, b"hello")) == 40  # the service kept answering
         assert proc.poll() is None
         for _ in range(100):  # the replacement joined: two nodes again, one of them new
-            now = _children(proc.pid)
+            now = child_pids(proc.pid)
             if len(now) == 2 and nodes[0] not in now:
                 break
             time.sleep(0.1)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import EXAMPLES
+from conftest import EXAMPLES, child_pids
 
 BIN = Path(sys.executable).parent
 SOURCE = "static int sq(int x) { return x * x; }\nint f(int a, int b) { return sq(a) + b; }\n"
@@ -82,19 +82,6 @@ def test_without_a_usable_socket_path_mewe_cc_compiles_in_process(tmp_path):
     assert (tmp_path / "x.o").read_bytes().startswith(b"\0asm") and not (deep / "server").exists()
 
 
-def _children(pid: int) -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                out.append(int(entry.name))
-    return out
-
-
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc to find the server's children")
 def test_ctrl_c_on_a_client_interrupts_its_request_on_the_server(tmp_path, env):
     (tmp_path / "x.c").write_text(SOURCE)
@@ -103,14 +90,14 @@ def test_ctrl_c_on_a_client_interrupts_its_request_on_the_server(tmp_path, env):
     slow = subprocess.Popen([str(BIN / "mewe-cc"), "-O2", "-c", str(EXAMPLES / "interp.c"), "-o", "interp.o",
                              "-mewe-variants=60"], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
-    while not _children(pid) and time.monotonic() < deadline:
+    while not child_pids(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _children(pid), "the request never reached the server"
+    assert child_pids(pid), "the request never reached the server"
     time.sleep(0.5)
     slow.send_signal(signal.SIGINT)
     assert slow.wait(timeout=30) == 130
     deadline = time.monotonic() + 15
-    while _children(pid) and time.monotonic() < deadline:
+    while child_pids(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not _children(pid), "the interrupted request kept running on the server"
+    assert not child_pids(pid), "the interrupted request kept running on the server"
     assert not (tmp_path / "interp.o").exists()
