@@ -156,6 +156,7 @@ MAX_PARTS = 4
 # linkonce/common definitions may sit in comdat groups.
 UNSPLITTABLE = {llvm.Linkage.appending, llvm.Linkage.linkonce_any, llvm.Linkage.linkonce_odr, llvm.Linkage.common}
 MARKERS = {"llvm.used", "llvm.compiler.used"}  # emit nothing: every part keeps its copy
+ALIAS_LINE = re.compile(r"^@.* alias .*$\n?", re.M)
 ALIAS_TARGET = re.compile(rf" alias [^@]*, ptr ({GLOBAL_NAME})\s*$")
 LOCAL = {"internal", "private"}
 
@@ -179,8 +180,8 @@ def split_module(module: IRModule) -> list["Part"] | None:
     except (ValueError, Unsupported):
         return None
     # Aliases (llvmlite lists none; C's `__main_void` is one) stay with their targets in part 1.
-    aliases = [m for m in re.finditer(r"^@.* alias .*$", text, re.M)]
-    targets = {unquote_name(t.group(1)) for a in aliases if (t := ALIAS_TARGET.search(a.group(0)))}
+    aliases = ALIAS_LINE.findall(text)
+    targets = {unquote_name(t.group(1)) for a in aliases if (t := ALIAS_TARGET.search(a))}
     if len(targets) < len(aliases):
         return None  # an alias of a constant expression: left whole
     total = sum(end - start for _, start, end in spans)
@@ -200,11 +201,9 @@ def split_module(module: IRModule) -> list["Part"] | None:
             else:
                 pieces.append(_declaration(header) + "\n")
             at = end
-        rest = text[at:]
-        if part:
-            rest = "".join(line for line in rest.splitlines(keepends=True) if not (line.startswith("@") and " alias " in line))
-            pieces[0] = re.sub(r"^@.* alias .*\n", "", pieces[0], flags=re.M)
-        pieces.append(rest)
+        pieces.append(text[at:])
+        if part:  # the aliases are the first part's (they sit outside the definitions)
+            pieces[0], pieces[-1] = ALIAS_LINE.sub("", pieces[0]), ALIAS_LINE.sub("", pieces[-1])
         out.append(Part(f"{module.name} (part {part + 1} of {parts})", "".join(pieces), part))
     return out
 
