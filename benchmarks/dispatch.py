@@ -1,8 +1,8 @@
 """Run-time cost of multivariant execution: original vs multivariant builds, side by side.
 
 For each program, builds the plain module and a multivariant one (every eligible function
-behind a dispatcher, N variants each, made by the passes; --rerandomize, --max-cost and
---inline-dispatch as the build options), then times both in alternation in
+behind a dispatcher, N variants each, made by the passes; --rerandomize, --max-cost,
+--inline-dispatch and --merge-bodies as the build options), then times both in alternation in
 one process (wasmtime, module compiled once, a fresh instance per run, output discarded) and
 reports the median time ratio and the geometric mean over programs.
 
@@ -67,7 +67,8 @@ def measure(args: argparse.Namespace) -> dict:
             plain = mewe.build([source], tmp / f"{source.stem}.wasm").output
             mv_opts = MultivariantOptions(variants=args.variants, seed=args.seed, tail_calls=not args.no_tail_calls,
                                           dispatch=args.dispatch, rerandomize=Rerandomize.parse(args.rerandomize),
-                                          max_cost=args.max_cost, inline_dispatch=args.inline_dispatch)
+                                          max_cost=args.max_cost, inline_dispatch=args.inline_dispatch,
+                                          merge_bodies=args.merge_bodies)
             multi = mewe.build([source], tmp / f"{source.stem}.mv.wasm", multivariant=mv_opts)
             totals = multi.manifest.totals()
             for module in (plain, multi.output):  # warm: compile once, page in
@@ -84,7 +85,7 @@ def measure(args: argparse.Namespace) -> dict:
                   f"({totals['dispatched']}/{totals['functions']} functions dispatched)", file=sys.stderr)
     geomean = math.exp(statistics.fmean(math.log(r["ratio"]) for r in results))
     return {"variants": args.variants, "rerandomize": args.rerandomize, "max_cost": args.max_cost,
-            "inline_dispatch": args.inline_dispatch, "dispatch": args.dispatch, "tail_calls": not args.no_tail_calls,
+            "inline_dispatch": args.inline_dispatch, "merge_bodies": args.merge_bodies, "dispatch": args.dispatch, "tail_calls": not args.no_tail_calls,
             "runs": args.runs, "programs": results, "geomean_ratio": geomean}
 
 
@@ -98,6 +99,7 @@ def main() -> None:
     parser.add_argument("--rerandomize", default=str(MultivariantOptions().rerandomize), metavar="MODE")
     parser.add_argument("--max-cost", type=float, default=MultivariantOptions().max_cost, metavar="RATIO")
     parser.add_argument("--inline-dispatch", type=int, default=MultivariantOptions().inline_dispatch, metavar="N")
+    parser.add_argument("--merge-bodies", type=int, default=MultivariantOptions().merge_bodies, metavar="N")
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args()
     report = measure(args)

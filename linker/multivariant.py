@@ -58,6 +58,7 @@ class _Plan:
     variants: list[Variant]  # the distinct variants behind bodies[1:]
     dispatch_id: int = -1
     inline: bool = False  # the dispatch sequence is inlined into direct callers
+    merge: bool = False  # the bodies too: tiny leaves, inlined where they are dispatched
     keys: list[str] = field(default_factory=list)  # each body's canonical text (see _canonical)
 
 
@@ -115,6 +116,54 @@ def _attributes(header: Header, mt: ModuleText) -> list[str]:
     return tokens(mt.attribute_groups.get(header.attr_group or "", "")) + header.suffix
 
 
+# A call to anything but an intrinsic (a word match, so `%call = add` counts too: when in doubt, not a leaf).
+_CALL_RE = re.compile(r"\b(?:call|invoke|callbr)\b")
+# A stack slot, once inlined, gives every caller a frame on every call, whichever body runs.
+_ALLOCA_RE = re.compile(r"= alloca\b")
+KEPT = "llvm.used"  # merged bodies stay in the binary (wasm-ld keeps them) for comparison and inspection
+
+
+def _mergeable(plan: _Plan, limit: int) -> bool:
+    """Whether every body of `plan` is a leaf of at most `limit` instructions: inlined into the
+    dispatch, the call to a body goes away and the code grows by little."""
+    return all(instruction_count(body) <= limit and
+               not any(_CALL_RE.search(line) and "@llvm." not in line or _ALLOCA_RE.search(line) for line in body)
+               for _, body, _ in plan.bodies)
+
+
+def _body_suffix(header: Header, mt: ModuleText, merge: bool) -> list[str]:
+    """A body's header suffix: the original's, or for a merged body its attribute group inlined,
+    `alwaysinline` instead of `noinline` (the source's noinline was about the function, which
+    still is one: its dispatcher)."""
+    suffix = _without_comdat(header.suffix)
+    if not merge:
+        return suffix
+    out = []
+    for tok in suffix:
+        group = tokens(mt.attribute_groups.get(tok, "")) if tok == header.attr_group else [tok]
+        out += [a for a in group if a != "noinline"]
+    return out + ["alwaysinline"]
+
+
+USED_RE = re.compile(r'@llvm\.used = appending global \[\d+ x ptr\] \[ptr (.*)\], section "llvm.metadata"')
+
+
+def _used_entries(lines: list[str]) -> list[str] | None:
+    """The symbols in the module's @llvm.used, as spelled; None if it has a form not handled here."""
+    for line in lines:
+        if line.startswith("@llvm.used "):
+            m = USED_RE.fullmatch(line)
+            return m.group(1).split(", ptr ") if m else None
+    return []
+
+
+def _keep_used(lines: list[str], names: list[str]) -> list[str]:
+    """`lines` with `names` added to @llvm.used (whose form `_used_entries` read)."""
+    entries = (_used_entries(lines) or []) + [quote_name(n) for n in names]
+    kept = f'@{KEPT} = appending global [{len(entries)} x ptr] [{", ".join("ptr " + e for e in entries)}], section "llvm.metadata"'
+    return [line for line in lines if not line.startswith("@llvm.used ")] + [kept]
+
+
 def _internal(header: Header) -> list[str]:
     return ["internal", *(t for t in header.prefix if t not in PLACEMENT)]
 
@@ -140,10 +189,11 @@ def _tail_call_feature(attr: str) -> str:
     return attr.replace("-tail-call", "+tail-call") if attr.startswith('"target-features"=') else attr
 
 
-def _forward_call(header: Header, callee: str, tail_calls: bool, result: str) -> list[str]:
-    """`musttail call` of `callee` with the dispatcher's own arguments, and the ret."""
+def _forward_call(header: Header, callee: str, tail_calls: bool, result: str, merge: bool = False) -> list[str]:
+    """`musttail call` of `callee` with the dispatcher's own arguments, and the ret (a plain
+    call for a body to be inlined)."""
     by_copy = any(a.split("(")[0] in FORWARD_BY_COPY for p in header.params for a in p.attrs)
-    kind = "musttail call" if tail_calls and not by_copy else "call" if by_copy else "tail call"
+    kind = "call" if merge or by_copy else "musttail call" if tail_calls else "tail call"
     args = ", ".join(" ".join([p.type, *p.abi_attrs(), p.name]) for p in header.params)
     ret_abi = " ".join(abi_only(header.ret_attrs))
     pieces = [kind, header.cconv, ret_abi, header.function_type, f"{callee}({args})"]
@@ -182,7 +232,8 @@ def _dispatcher(plan: _Plan, mt: ModuleText, options: MultivariantOptions) -> tu
         lines += ["  switch i32 %mewe.k, label %mewe.v0 [", *cases, "  ]"]
         for k in range(n):
             lines.append(f"mewe.v{k}:")
-            lines += _forward_call(header, quote_name(body_name(header.name, k)), options.tail_calls, f"%mewe.r{k}")
+            lines += _forward_call(header, quote_name(body_name(header.name, k)), options.tail_calls, f"%mewe.r{k}",
+                                   plan.merge)
     lines.append("}")
     return lines, extra
 
@@ -247,10 +298,13 @@ def _canonical(header: Header, body: list[str]) -> str:
 
 
 def _rewrite(mt: ModuleText, plans: list[_Plan], options: MultivariantOptions) -> str:
-    """The module text with each planned function replaced by its bodies and dispatcher."""
+    """The module text with each planned function replaced by its bodies and dispatcher.
+    Merged bodies stay in the linked binary (hidden and in @llvm.used: wasm-ld drops unused
+    local symbols whatever their flags), where variants are compared and inspected."""
     replaced = {p.definition.start: p for p in plans}
     out: list[str] = []
     extra: list[str] = []
+    merged = [body_name(p.definition.header.name, k) for p in plans if p.merge for k in range(len(p.bodies))]
     i = 0
     while i < len(mt.lines):
         plan = replaced.get(i)
@@ -262,8 +316,11 @@ def _rewrite(mt: ModuleText, plans: list[_Plan], options: MultivariantOptions) -
             i += 1
             continue
         for k, (header, body, _) in enumerate(plan.bodies):
-            out.append(header.render(name=body_name(header.name, k), prefix=_internal(header),
-                                     suffix=_without_comdat(header.suffix)))
+            prefix = _internal(header)
+            if plan.merge:
+                prefix[0] = "hidden"
+            out.append(header.render(name=body_name(header.name, k), prefix=prefix,
+                                     suffix=_body_suffix(header, mt, plan.merge)))
             out += body
             out.append("")
         lines, module_lines = _dispatcher(plan, mt, options)
@@ -278,6 +335,8 @@ def _rewrite(mt: ModuleText, plans: list[_Plan], options: MultivariantOptions) -
             out.append(f"declare void @{TRACE}(i32, i32)")
         if options.rerandomize.kind != "call":
             out.append(f"declare i64 @{REDRAW}(ptr, i32, i32)")
+    if merged:
+        out = _keep_used(out, merged)
     return "\n".join(out + extra) + "\n"
 
 
@@ -334,6 +393,7 @@ def link_variants(
     mt = ModuleText.parse(str(parse_module(program.bitcode)))
     names = list(mt.definitions) + [n for n in mt.header_errors if n not in mt.definitions]
     skips = _unsupported(mt, options)
+    can_keep = _used_entries(mt.lines) is not None
     reports: dict[str, FunctionReport] = {}
     plans: list[_Plan] = []
     for name in names:
@@ -352,6 +412,10 @@ def link_variants(
                                            drops=plan.report.drops)
             continue
         plan.inline = instructions <= options.inline_dispatch and "optnone" not in _attributes(mt.definitions[name].header, mt)
+        # Not in a translation unit: there, static functions' hidden bodies could clash between
+        # units, and a function inlined everywhere would vanish from the final link's manifest.
+        plan.merge = plan.report.merged = (plan.inline and options.dispatch == "switch" and can_keep and
+                                           unit is None and _mergeable(plan, options.merge_bodies))
         plans.append(plan)
         reports[name] = plan.report
 

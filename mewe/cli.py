@@ -103,7 +103,7 @@ def _multivariant(args: argparse.Namespace) -> MultivariantOptions:
     flags = {"variants": args.variants, "seed": args.seed, "passes": args.passes, "stack": args.stack,
              "include": tuple(args.only) or None, "exclude": tuple(args.skip) or None, "policy": args.policy,
              "dispatch": args.dispatch, "tail_calls": args.tail_calls, "trace": args.trace, "reseed": args.reseed,
-             "rerandomize": args.rerandomize, "max_size": args.max_size, "max_cost": args.max_cost, "jobs": args.jobs, "executor": args.executor, "cache": args.cache,
+             "rerandomize": args.rerandomize, "max_size": args.max_size, "max_cost": args.max_cost, "merge_bodies": args.merge_bodies, "jobs": args.jobs, "executor": args.executor, "cache": args.cache,
              "verify_each": args.verify_each, "fallback": args.fallback}
     if args.profile is not None:
         from mewe.profile import hot_functions
@@ -325,6 +325,9 @@ def _add_multivariant_options(b: argparse.ArgumentParser) -> None:
     mv.add_argument("--max-cost", dest="max_cost", type=_ratio, metavar="RATIO",
                     help="keep only variants whose estimated cost (loop-weighted IR instructions) is at most RATIO "
                          "times the original's; a function with none keeps its cheapest (default 1.25; 0: any)")
+    mv.add_argument("--merge-bodies", dest="merge_bodies", type=_int_in(0), metavar="N",
+                    help="inline the bodies of leaf functions of at most N instructions (and no stack slots) where "
+                         "they are dispatched, so no call reaches them (default 16; 0: never)")
     mv.add_argument("--profile", metavar="TRACE",
                     help="a 'mewe run --trace' file: --max-cost bounds only the functions that took at least "
                          "0.1%% of its dispatches; cold ones keep any variant")

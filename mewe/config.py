@@ -22,7 +22,8 @@ from mewe.types import MultivariantOptions, Policy, Rerandomize
 KEYS = {"variants": "variants", "seed": "seed", "passes": "passes", "stack": "stack", "include": "include",
         "exclude": "exclude", "policy": "policy", "dispatch": "dispatch", "tail-calls": "tail_calls",
         "trace": "trace", "reseed": "reseed", "rerandomize": "rerandomize", "jobs": "jobs", "executor": "executor",
-        "cache": "cache", "max-size": "max_size", "max-cost": "max_cost", "fallback": "fallback"}
+        "cache": "cache", "max-size": "max_size", "max-cost": "max_cost", "fallback": "fallback",
+        "merge-bodies": "merge_bodies"}
 
 
 def find_settings(start: Path | None = None) -> tuple[Path | None, dict[str, Any]]:

@@ -229,6 +229,8 @@ def check_options(multivariant: MultivariantOptions) -> None:
         raise MeweError(f"--variants must be at most {MAX_VARIANTS}")
     if not 0 <= multivariant.max_cost < float("inf"):
         raise MeweError("--max-cost must be 0 (any) or a positive ratio")
+    if multivariant.merge_bodies < 0:
+        raise MeweError("--merge-bodies must be 0 or more")
     if multivariant.max_size < 1:
         raise MeweError("--max-size must be at least 1")
     if multivariant.jobs < 1:

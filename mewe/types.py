@@ -93,6 +93,7 @@ class FunctionReport:
     code_sizes: list[int] = field(default_factory=list)  # per body: wasm code bytes in the output
     costs: list[int] = field(default_factory=list)  # per body: the cost estimate variants were chosen by
     dispatch_id: int = -1  # the dispatcher's id in traces (dispatched functions only)
+    merged: bool = False  # the bodies are inlined into the dispatch (no call to a body at run time)
     unit: str = ""  # the translation unit, under separate compilation (mewe-cc -c)
 
     def __post_init__(self) -> None:
@@ -251,6 +252,7 @@ class MultivariantOptions:
     max_cost: float = 1.25  # keep variants costing at most this times the original (0: any)
     hot: frozenset[str] | None = None  # functions the bound applies to (None: all); see mewe.profile
     inline_dispatch: int = 64  # call sites of functions up to this many instructions branch on the slot themselves
+    merge_bodies: int = 16  # leaf bodies without stack slots, up to this many instructions, are inlined where dispatched (0: never)
     reseed: int = 65536  # draws between re-seeds from WASI random_get
     max_size: int = 20_000  # instructions; larger functions keep one body (bounds time and memory)
     # Where variants are made (none of these changes the output):

@@ -699,3 +699,47 @@ def test_a_big_module_is_code_generated_in_parts_and_behaves_as_when_generated_w
         runs[name] = out.read_bytes()
     assert runs["jobs1"] == runs["whole"] and runs["jobs1"].endswith(b" none\n")
     assert whole == split_1  # contiguous parts keep the module's order: the same program, byte for byte
+
+
+MERGE_C = r"""
+#include <stdio.h>
+#include <stdlib.h>
+__attribute__((noinline)) static unsigned mix(unsigned a, unsigned b) { return (a ^ (b << 5)) + (b >> 3) + 0x9e3779b9u; }
+__attribute__((noinline)) static unsigned step(unsigned a) { return (a + 7u) ^ 0x5bd1e995u; }
+__attribute__((used)) static int kept(int x) { return x + 1; } /* already in @llvm.used */
+static unsigned (*volatile through)(unsigned) = step;
+int main(int argc, char **argv) {
+    unsigned sum = argc > 1 ? (unsigned)atoi(argv[1]) : 1;
+    for (unsigned i = 0; i < 1000; i++)
+        sum = mix(sum, through(i)) + step(sum);
+    printf("%u\n", sum);
+    return 0;
+}
+"""
+
+
+def test_tiny_leaf_bodies_are_merged_into_their_dispatch(tmp_path):
+    """Bodies of tiny leaf functions are inlined where they are dispatched: no call reaches a
+    body (direct calls branch to inlined code; a call through a pointer runs the dispatcher,
+    which has them inline), the bodies stay in the binary for inspection, and every variant
+    computes what the plain build does."""
+    from mewe.inspect import native_code
+
+    source = tmp_path / "merge.c"
+    source.write_text(MERGE_C)
+    plain = mewe.build([source], tmp_path / "plain.wasm").output
+    expected = run(plain, tmp_path, args=["5"])
+    mv = MultivariantOptions(variants=3, passes=("substitute",), max_cost=0)
+    for merge in (0, 40):
+        result = mewe.build([source], tmp_path / f"m{merge}.wasm", multivariant=dataclasses.replace(mv, merge_bodies=merge))
+        merged = {f.name for f in result.manifest.functions if f.merged}
+        assert merged == ({"mix", "step", "kept"} if merge else set())
+        assert all(f.variants > 1 for f in result.manifest.functions if f.name in ("mix", "step"))
+        for k in range(4):
+            assert run(result.output, tmp_path, args=["5"], policy=f"pinned:{k}") == expected
+        code = native_code(result.output.read_bytes())
+        body_calls = {ins.split()[-1].split("+")[0] for body in code.values() for ins in body
+                      if ins.startswith("call") and "mewe." in ins}
+        bodies = {f"mewe.{k}.{f}" for f in ("mix", "step") for k in range(2)}
+        assert bodies <= set(code)  # kept for comparison and `mewe inspect`
+        assert (body_calls & bodies) == (set() if merge else bodies)
