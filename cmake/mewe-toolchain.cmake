@@ -7,6 +7,7 @@
 # and in this checkout's .venv; -DMEWE_BIN_DIR=... points elsewhere.
 set(CMAKE_SYSTEM_NAME WASI)
 set(CMAKE_SYSTEM_PROCESSOR wasm32)
+list(APPEND CMAKE_MODULE_PATH "${CMAKE_CURRENT_LIST_DIR}")  # Platform/WASI-mewe-cc.cmake: no shared libraries
 
 list(APPEND CMAKE_TRY_COMPILE_PLATFORM_VARIABLES MEWE_BIN_DIR)  # try_compile re-reads this file
 set(_mewe_hints "${MEWE_BIN_DIR}" "$ENV{VIRTUAL_ENV}/bin" "${CMAKE_CURRENT_LIST_DIR}/../.venv/bin")
@@ -19,7 +20,6 @@ set(CMAKE_C_COMPILER "${MEWE_CC_PROGRAM}")
 set(CMAKE_AR "${MEWE_AR_PROGRAM}" CACHE FILEPATH "mewe-ar")
 set(CMAKE_RANLIB "${MEWE_RANLIB_PROGRAM}" CACHE FILEPATH "mewe-ranlib")
 set(CMAKE_EXECUTABLE_SUFFIX_C ".wasm")  # the per-language form: platform files reset the plain one
-set_property(GLOBAL PROPERTY TARGET_SUPPORTS_SHARED_LIBS FALSE)
 set(CMAKE_CROSSCOMPILING_EMULATOR "${MEWE_PROGRAM};run;--dir=.")
 
 # Headers and libraries come from wasi-libc (inside the toolchain), never from the host.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
+import hashlib
 import inspect
 import os
 import re
@@ -21,7 +22,7 @@ import llvmlite.binding as llvm
 
 from mewe.errors import MeweError
 from mewe.llvmir import GLOBAL_NAME, definitions, quote_name, unquote_name
-from mewe.toolchain import Toolchain
+from mewe.toolchain import EH_FLAGS, Toolchain, find_toolchain
 from mewe.types import IRModule
 from mewe.wasm import strip_debug
 
@@ -62,15 +63,64 @@ class CodegenCrash(MeweError):
     """LLVM's code generator crashed (aborted) on a module."""
 
 
-def emit_object(module: IRModule, opt_level: str = "2", *, tail_calls: bool = False) -> bytes:
+def emit_object(module: IRModule, opt_level: str = "2", *, tail_calls: bool = False,
+                toolchain: Toolchain | None = None) -> bytes:
     """Generate a wasm32 object file for `module`; `tail_calls` enables wasm's return_call.
-    Raises CodegenCrash, naming LLVM's message, when the code generator aborts."""
-    return emit_objects([module], opt_level, tail_calls=tail_calls)[0]
+    Raises CodegenCrash, naming LLVM's message, when the code generator aborts. A module that
+    calls setjmp or longjmp is compiled by the C `toolchain`'s clang (see SJLJ_FLAGS)."""
+    return emit_objects([module], opt_level, tail_calls=tail_calls, toolchain=toolchain)[0]
+
+
+# setjmp/longjmp calls become wasm exception handling (the standard try_table/exnref form that
+# wasmtime runs, with wasi-libc's setjmp runtime). llvmlite's target machine cannot make that
+# (its exception model is fixed at none), so clang generates such modules' code, from the
+# bitcode as it is (no optimization passes: variants must reach codegen unchanged).
+SJLJ_FUNCTIONS = frozenset({"setjmp", "_setjmp", "sigsetjmp", "longjmp", "_longjmp", "siglongjmp"})
+SJLJ_FLAGS = ("-mexception-handling", "-mllvm", "-wasm-enable-sjlj", "-mllvm", "-wasm-use-legacy-eh=false")
+
+
+def uses_sjlj(module: IRModule | Part) -> bool:
+    """Whether `module` calls setjmp or longjmp (by name: they are libc's)."""
+    data = module.text.encode() if isinstance(module, Part) else module.bitcode
+    if b"setjmp" not in data and b"longjmp" not in data:  # most modules: no parse
+        return False
+    return any(f.name in SJLJ_FUNCTIONS for f in _load(module).functions)
+
+
+def _clang_emit(module: IRModule | Part, opt_level: str, tail_calls: bool, toolchain: Toolchain, *,
+                assembly: bool = False) -> bytes:
+    with tempfile.TemporaryDirectory(prefix="mewe-sjlj-") as tmp:
+        source, output = Path(tmp) / "module.bc", Path(tmp) / "module.o"
+        source.write_bytes(_load(module).as_bitcode() if isinstance(module, Part) else module.bitcode)
+        argv = toolchain.command("-S" if assembly else "-c", f"-O{opt_level}", "-Xclang", "-disable-llvm-passes",
+                                 *SJLJ_FLAGS, *(["-mtail-call"] if tail_calls else []), str(source), "-o", str(output))
+        try:
+            toolchain.run(argv, what="code generation")
+        except MeweError as exc:
+            lines = (exc.details or str(exc)).strip().splitlines()
+            raise CodegenCrash(f"{module.name}: LLVM's code generator crashed: {lines[-1] if lines else exc}") from None
+        return output.read_bytes()
+
+
+def emit_assembly(module: IRModule, opt_level: str = "2", *, tail_calls: bool = False,
+                  toolchain: Toolchain | None = None) -> str:
+    """The wasm assembly of `module`, as `emit_object` would generate its code."""
+    if uses_sjlj(module):
+        return _clang_emit(module, opt_level, tail_calls, toolchain or find_toolchain(), assembly=True).decode()
+    return target_machine(_load(module).triple, opt_level, "+tail-call" if tail_calls else "").emit_assembly(_load(module))
 
 
 def emit_objects(modules: list[IRModule | Part], opt_level: str = "2", *, tail_calls: bool = False,
-                 jobs: int = 1) -> list[bytes]:
+                 jobs: int = 1, toolchain: Toolchain | None = None) -> list[bytes]:
     """`emit_object` for each of `modules` (or parts of one), up to `jobs` at a time."""
+    sjlj = {i for i, m in enumerate(modules) if uses_sjlj(m)}
+    if sjlj:
+        toolchain = toolchain or find_toolchain()
+        rest = emit_objects([m for i, m in enumerate(modules) if i not in sjlj], opt_level, tail_calls=tail_calls,
+                            jobs=jobs) if len(sjlj) < len(modules) else []
+        done = iter(rest)
+        return [_clang_emit(m, opt_level, tail_calls, toolchain) if i in sjlj else next(done)
+                for i, m in enumerate(modules)]
     features = "+tail-call" if tail_calls else ""
     opt = CODEGEN_OPT[opt_level]
     if hasattr(os, "fork") and threading.active_count() == 1:  # forking a threaded process may deadlock
@@ -263,6 +313,36 @@ def wasm_ld(objects: list[Path], name: str, toolchain: Toolchain, *, extra: tupl
     """
     with tempfile.TemporaryDirectory(prefix="mewe-ld-") as tmp:
         output = Path(tmp) / name
-        argv = toolchain.command("-O2", *map(str, objects), *extra, "-o", str(output))
-        toolchain.run(argv, what="linking", verbose=verbose)
+        # EH_FLAGS: zig then links a wasi-libc with its setjmp runtime (__wasm_setjmp, ...)
+        argv = toolchain.command("-O2", *EH_FLAGS, *map(str, objects), *extra, str(longjmp_tag(toolchain, verbose)),
+                                 "-o", str(output))
+        try:
+            toolchain.run(argv, what="linking", verbose=verbose)
+        except MeweError as exc:  # every body that calls a missing function reports it: say it once
+            exc.details = "\n".join(dict.fromkeys(exc.details.splitlines()))
+            raise
         return strip_debug(output.read_bytes())
+
+
+LONGJMP_TAG = Path(__file__).resolve().parent.parent / "runtime" / "longjmp_tag.s"  # mewe.runtime's, not imported: it loads wasmtime
+
+
+def longjmp_tag(toolchain: Toolchain, verbose: bool = False) -> Path:
+    """An archive defining the tag longjmp throws (runtime/longjmp_tag.s), built once per
+    toolchain and cached. On every link: a link pulls it in only if setjmp/longjmp are used."""
+    from mewe.fsutil import atomic_output, cache_dir
+    from mewe.toolchain import archiver
+
+    key = hashlib.sha256(repr((toolchain.fingerprint(), LONGJMP_TAG.read_bytes())).encode()).hexdigest()[:24]
+    archive = cache_dir("runtime", key) / "libmewe_sjlj.a"
+    if archive.is_file():
+        return archive
+    with tempfile.TemporaryDirectory(prefix="mewe-sjlj-") as tmp:
+        toolchain.run(toolchain.command(*toolchain.cflags, "-c", str(LONGJMP_TAG), "-o", "longjmp_tag.o"),
+                      what="assembling the longjmp tag", verbose=verbose, cwd=tmp)
+        toolchain.run([*archiver(toolchain), "rcs", "libmewe_sjlj.a", "longjmp_tag.o"], what="archiving the longjmp tag",
+                      verbose=verbose, cwd=tmp)
+        with atomic_output(archive) as out:  # concurrent links may build it at once; one rename wins
+            out.write_bytes((Path(tmp) / "libmewe_sjlj.a").read_bytes())
+    return archive
+

@@ -241,12 +241,13 @@ def multivariant_options(settings: dict[str, str], environ: dict[str, str] | Non
     return options, driver
 
 
-def _clang(args: list[str], verbose: bool) -> int:
-    """Run the underlying clang (for wasm32-wasi) with `args`, streams inherited."""
+def _clang(args: list[str], verbose: bool, *, cflags: bool = False) -> int:
+    """Run the underlying clang (for wasm32-wasi) with `args`, streams inherited; with `cflags`,
+    the compile flags mewe's own compiles use too (so that preprocessing sees the same headers)."""
     from mewe.toolchain import find_toolchain
 
     toolchain = find_toolchain()
-    argv = toolchain.command(*args)
+    argv = toolchain.command(*(toolchain.cflags if cflags else ()), *args)
     if verbose:
         print("+ " + shlex.join(argv), file=sys.stderr)
     try:
@@ -289,7 +290,7 @@ def run(argv: Sequence[str]) -> int:
     """What `mewe-cc ARGS` does; returns the exit status."""
     cmd = parse_args(argv)
     if cmd.mode in ("info", "preprocess"):
-        return _clang([a for a in cmd.passthrough if a not in IGNORED], cmd.verbose)
+        return _clang([a for a in cmd.passthrough if a not in IGNORED], cmd.verbose, cflags=cmd.mode == "preprocess")
     mv, driver = multivariant_options(cmd.settings)
     if driver.get("verbose") in ("1", "true"):
         cmd.verbose = True
@@ -345,7 +346,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _tool(name: str, argv: Sequence[str] | None, *, ranlib: bool) -> int:
-    from mewe.separate import archiver
+    from mewe.toolchain import archiver
     from mewe.toolchain import find_toolchain
 
     def invoke() -> int:

@@ -176,7 +176,9 @@ class _Runner:
     def __init__(self, timeout: float):
         import wasmtime
 
-        config = wasmtime.Config()
+        from mewe.runtime.host import engine_config
+
+        config = engine_config()
         config.epoch_interruption = True
         self.engine = wasmtime.Engine(config)
         self.timeout = timeout

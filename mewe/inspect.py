@@ -145,7 +145,9 @@ def native_code(wasm_bytes: bytes, wanted: Callable[[str], bool] | None = None) 
     import wasmtime
     from elftools.elf.elffile import ELFFile
 
-    engine = wasmtime.Engine()
+    from mewe.runtime.host import engine_config
+
+    engine = wasmtime.Engine(engine_config())
     try:
         elf = ELFFile(io.BytesIO(bytes(wasmtime.Module(engine, wasm_bytes).serialize())))
     except wasmtime.WasmtimeError as exc:

@@ -53,13 +53,14 @@ def _codegen(program: IRModule, options: CompileOptions, tail_calls: bool, name:
             parts = linker.split_module(program)
             if parts:
                 paths = []
-                for k, obj in enumerate(linker.emit_objects(parts, options.opt_level, tail_calls=tail_calls, jobs=jobs)):
+                for k, obj in enumerate(linker.emit_objects(parts, options.opt_level, tail_calls=tail_calls, jobs=jobs,
+                                                                   toolchain=toolchain)):
                     paths.append(Path(tmp) / f"program.{k + 1}.o")  # fixed names: they are recorded in the output
                     paths[-1].write_bytes(obj)
                 return None, linker.wasm_ld(paths, name, toolchain, verbose=verbose)
         except (MeweError, RuntimeError):
             pass  # a crash, or a name a part made global clashing with libc's: in one piece, below
-        obj = linker.emit_object(program, options.opt_level, tail_calls=tail_calls)
+        obj = linker.emit_object(program, options.opt_level, tail_calls=tail_calls, toolchain=toolchain)
         obj_path = Path(tmp) / "program.o"  # a fixed name: it is recorded in the output
         obj_path.write_bytes(obj)
         return obj, linker.wasm_ld([obj_path], name, toolchain, verbose=verbose)
@@ -151,14 +152,15 @@ def link_multivariant(program: IRModule, options: CompileOptions, mv: Multivaria
     def generate(chosen: Mapping[str, Sequence[Variant]]):
         module, reports, used = linker.link_variants(program, chosen, rt, mv, unit=unit)
         if unit is not None:
-            return module, linker.emit_object(module, options.opt_level, tail_calls=mv.tail_calls), None, reports, used
+            obj = linker.emit_object(module, options.opt_level, tail_calls=mv.tail_calls, toolchain=toolchain)
+            return module, obj, None, reports, used
         return (module, *_codegen(module, options, mv.tail_calls, name, toolchain, verbose, mv.jobs), reports, used)
 
     crashed: dict[str, str] = {}
     try:
         module, obj, wasm, reports, used = generate(variants)
     except linker.CodegenCrash as exc:
-        variants, crashed = _without_codegen_crashes(program, variants, rt, mv, options, unit, str(exc))
+        variants, crashed = _without_codegen_crashes(program, variants, rt, mv, options, unit, str(exc), toolchain)
         module, obj, wasm, reports, used = generate(variants)
     survivors = _choose(_code_levels(obj, wasm), reports, used, mv)
     folded = {f: len(used[f]) - len(survivors[f]) for f in used}  # folded, or surplus
@@ -184,7 +186,7 @@ def link_multivariant(program: IRModule, options: CompileOptions, mv: Multivaria
 
 def _without_codegen_crashes(program: IRModule, variants: Mapping[str, Sequence[Variant]], rt: IRModule,
                              mv: MultivariantOptions, options: CompileOptions, unit: str | None,
-                             first: str) -> tuple[dict[str, Sequence[Variant]], dict[str, str]]:
+                             first: str, toolchain: Toolchain) -> tuple[dict[str, Sequence[Variant]], dict[str, str]]:
     """`variants` without those of functions whose variants make LLVM's code generator crash
     (found by bisection), and why each such function lost them. Crashes without variants are
     the build's error."""
@@ -194,7 +196,7 @@ def _without_codegen_crashes(program: IRModule, variants: Mapping[str, Sequence[
     def crash(subset: Mapping[str, Sequence[Variant]]) -> str | None:
         module, _, _ = linker.link_variants(program, subset, rt, mv, unit=unit)
         try:
-            linker.emit_object(module, options.opt_level, tail_calls=mv.tail_calls)
+            linker.emit_object(module, options.opt_level, tail_calls=mv.tail_calls, toolchain=toolchain)
         except linker.CodegenCrash as exc:
             return str(exc).rsplit("crashed: ", 1)[-1]
         return None
@@ -291,7 +293,8 @@ def build(
     temps: list[Path] = []
     if keep_temps:
         if obj is None:  # generated in parts: the one object a user can inspect, made for them
-            obj = linker.emit_object(program, options.opt_level, tail_calls=multivariant.variants > 0 and multivariant.tail_calls)
+            obj = linker.emit_object(program, options.opt_level, tail_calls=multivariant.variants > 0 and multivariant.tail_calls,
+                                     toolchain=toolchain)
         for suffix, data in ((".bc", program.bitcode), (".o", obj)):
             keep = out.with_suffix(suffix)
             write_atomic(keep, data)

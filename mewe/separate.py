@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
@@ -30,7 +29,7 @@ from mewe.errors import MeweError
 from mewe.fsutil import atomic_output, cache_dir, write_atomic, write_outputs
 from mewe.llvmir import parse_module
 from mewe.pipeline import add_dispatch_table, check_options, link_multivariant, manifest_path
-from mewe.toolchain import Toolchain, find_toolchain
+from mewe.toolchain import Toolchain, archiver, find_toolchain
 from mewe.types import BuildResult, CompileOptions, FunctionReport, IRModule, Manifest, MultivariantOptions
 from mewe.wasm import add_custom_section, custom_section, parse_wasm, strip_custom_sections
 
@@ -48,14 +47,14 @@ def _with_unit_report(obj: bytes, unit: str, mv: MultivariantOptions, reports: l
     return add_custom_section(obj, UNITS_SECTION, json.dumps(record, separators=(",", ":")).encode() + b"\n")
 
 
-def _emit(module: IRModule, emit: str, options: CompileOptions, tail_calls: bool) -> bytes:
+def _emit(module: IRModule, emit: str, options: CompileOptions, tail_calls: bool, toolchain: Toolchain) -> bytes:
     if emit == "bitcode":
         return module.bitcode
     if emit == "ir":
         return str(parse_module(module.bitcode)).encode()
-    mod = parse_module(module.bitcode)
-    tm = linker.codegen.target_machine(mod.triple, options.opt_level, "+tail-call" if tail_calls else "")
-    return tm.emit_assembly(mod).encode() if emit == "assembly" else tm.emit_object(mod)
+    if emit == "assembly":
+        return linker.emit_assembly(module, options.opt_level, tail_calls=tail_calls, toolchain=toolchain).encode()
+    return linker.emit_object(module, options.opt_level, tail_calls=tail_calls, toolchain=toolchain)
 
 
 def compile_unit(
@@ -85,28 +84,16 @@ def compile_unit(
     unit = unit if unit is not None else str(source)
     reports: list[FunctionReport] = []
     if multivariant.variants == 0:
-        data = _emit(program, emit, options, False)
+        data = _emit(program, emit, options, False, toolchain)
     else:
         module, obj, _, reports = link_multivariant(program, options, multivariant, None, Path(output).name, toolchain,
                                                     verbose, unit=unit)
         if emit == "object":
             data = _with_unit_report(obj, unit, multivariant, reports)
         else:
-            data = _emit(module, emit, options, multivariant.tail_calls)
+            data = _emit(module, emit, options, multivariant.tail_calls, toolchain)
     write_atomic(output, data)
     return reports
-
-
-def archiver(toolchain: Toolchain, *, ranlib: bool = False) -> list[str]:
-    """llvm-ar (or llvm-ranlib) for this toolchain: zig's, or the system one of clang's version.
-    GNU ar cannot index wasm objects, and wasm-ld needs the index."""
-    tool = "ranlib" if ranlib else "ar"
-    if toolchain.kind == "zig":
-        return [toolchain.driver[0], tool]
-    for name in (f"llvm-{tool}-{toolchain.llvm_major}", f"llvm-{tool}"):
-        if found := shutil.which(name):
-            return [found]
-    raise MeweError(f"no llvm-{tool} for clang {toolchain.llvm_major}: install llvm-{toolchain.llvm_major}")
 
 
 def runtime_archive(mv: MultivariantOptions, toolchain: Toolchain, *, verbose: bool = False) -> Path:
@@ -248,7 +235,7 @@ def _whole_program(bitcode: list[Path], archives: list[Path], tmp: Path, output:
     program = linker.link_modules(modules)
     obj_path = tmp / "whole-program.o"
     if mv.variants == 0:
-        obj_path.write_bytes(linker.emit_object(program, options.opt_level))
+        obj_path.write_bytes(linker.emit_object(program, options.opt_level, toolchain=toolchain))
         return obj_path
     _, obj, _, reports = link_multivariant(program, options, mv, None, output.name, toolchain, verbose, unit=output.name)
     obj_path.write_bytes(_with_unit_report(obj, output.name, mv, reports))
@@ -321,4 +308,4 @@ def link(
     return BuildResult(out, len(data), (), manifest, written)
 
 
-__all__ = ["compile_unit", "link", "runtime_archive", "archiver", "UNITS_SECTION", "EMIT_KINDS"]
+__all__ = ["compile_unit", "link", "runtime_archive", "UNITS_SECTION", "EMIT_KINDS"]

@@ -22,6 +22,9 @@ from .errors import MeweError
 from .fsutil import cache_dir
 
 TARGET = "wasm32-wasi"
+# wasm's exception handling, for setjmp/longjmp: wasi-libc's setjmp.h requires it, and code
+# generation (linker.codegen) lowers setjmp calls onto it. Code that uses neither is unchanged.
+EH_FLAGS = ("-mexception-handling",)
 WASI_SYSROOTS = ("/usr/share/wasi-sysroot", "/usr/lib/wasi-sysroot", "/opt/wasi-sdk/share/wasi-sysroot")
 
 
@@ -72,7 +75,7 @@ def _zig_toolchain() -> Toolchain:
     cache = cache_dir("zig")
     env = {"ZIG_GLOBAL_CACHE_DIR": str(cache), "ZIG_LOCAL_CACHE_DIR": str(cache)}
     # zig cc turns UBSan on below -O2, but its runtime is not linked for wasm.
-    return Toolchain("zig", (str(zig), "cc"), 0, ("-target", TARGET), ("-fno-sanitize=undefined",), env)
+    return Toolchain("zig", (str(zig), "cc"), 0, ("-target", TARGET), ("-fno-sanitize=undefined", *EH_FLAGS), env)
 
 
 def _clang_toolchain(spec: str) -> Toolchain:
@@ -83,7 +86,19 @@ def _clang_toolchain(spec: str) -> Toolchain:
     sysroot = os.environ.get("MEWE_WASI_SYSROOT") or next((s for s in WASI_SYSROOTS if os.path.isdir(s)), None)
     if sysroot:
         flags.append(f"--sysroot={sysroot}")
-    return Toolchain("clang", driver, 0, tuple(flags))
+    return Toolchain("clang", driver, 0, tuple(flags), EH_FLAGS)
+
+
+def archiver(toolchain: Toolchain, *, ranlib: bool = False) -> list[str]:
+    """llvm-ar (or llvm-ranlib) for this toolchain: zig's, or the system one of clang's version.
+    GNU ar cannot index wasm objects, and wasm-ld needs the index."""
+    tool = "ranlib" if ranlib else "ar"
+    if toolchain.kind == "zig":
+        return [toolchain.driver[0], tool]
+    for name in (f"llvm-{tool}-{toolchain.llvm_major}", f"llvm-{tool}"):
+        if found := shutil.which(name):
+            return [found]
+    raise MeweError(f"no llvm-{tool} for clang {toolchain.llvm_major}: install llvm-{toolchain.llvm_major}")
 
 
 @functools.lru_cache(maxsize=None)

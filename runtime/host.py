@@ -26,9 +26,16 @@ from mewe.wasm import dispatch_table
 TRAP_EXIT_CODE = 134
 
 
+def engine_config() -> wasmtime.Config:
+    """wasmtime settings for mewe's modules: wasm exceptions on (setjmp/longjmp use them)."""
+    config = wasmtime.Config()
+    config.wasm_exceptions = True
+    return config
+
+
 @functools.lru_cache(maxsize=1)
 def _engine() -> wasmtime.Engine:
-    return wasmtime.Engine(wasmtime.Config())
+    return wasmtime.Engine(engine_config())
 
 
 @functools.lru_cache(maxsize=32)

@@ -88,10 +88,10 @@ class _Node:
     def __init__(self, node_id: int, routes: dict[str, Path], limits: Limits):
         import wasmtime
 
-        from .host import load_module
+        from .host import engine_config, load_module
 
         self.node_id, self.limits = node_id, limits
-        config = wasmtime.Config()
+        config = engine_config()
         config.epoch_interruption = True
         self.engine = wasmtime.Engine(config)
         self.services = {name: load_module(self.engine, path) for name, path in routes.items()}
