@@ -44,7 +44,8 @@ INFO_FLAGS = ("--version", "-dumpmachine", "-dumpversion", "-dumpfullversion", "
 # Accepted and ignored, as other wasm toolchains do: position-independent code, debug info
 # (variants are compared by code), stripping (mewe keeps only the name section anyway).
 IGNORED = ("-fPIC", "-fpic", "-fPIE", "-fpie", "-fno-PIC", "-fno-pic", "-fno-PIE", "-fno-pie", "-pie", "-no-pie",
-           "-rdynamic", "-s", "-pipe")
+           "-rdynamic", "-s", "-pipe",
+           "-march=native", "-mtune=native", "-mcpu=native")  # the build host's CPU: nothing to wasm32
 UNSUPPORTED = {
     "-pthread": "threads are not supported on wasm32-wasi",
     "-pthreads": "threads are not supported on wasm32-wasi",
