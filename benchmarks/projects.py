@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tarfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -48,6 +48,7 @@ class Check:
     args: tuple[str, ...]
     cwd: Path
     stdin: Path | None = None
+    env: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -55,13 +56,13 @@ class Project:
     name: str
     package: str  # pip requirement whose sdist holds the source
     sdist: str  # its file name
-    root: str  # the project's directory inside the sdist
+    root: str  # the project's directory inside the sdist (or a tarball in it: see `inner`)
     system: str  # make, CMake or autotools
     workarounds: str  # what WASI needed, as flags
     build: Callable[[Path, dict], None]  # (source tree copy, environment) -> builds in place
     checks: Callable[[Path], list[Check]]  # the built tree -> what to run
     program: Callable[[Path], Path]  # the built tree -> its main program (for the manifest)
-    notes: list[str] = field(default_factory=list)
+    inner: str = ""  # the project's directory inside the tarball `root` names
 
 
 def _sh(argv: list[str], cwd: Path, env: dict, log: Path) -> None:
@@ -125,6 +126,33 @@ def zlib_ng_checks(tree: Path) -> list[Check]:
     return checks
 
 
+# --- jq (autotools; a JSON query language: parser, compiler, interpreter; oniguruma inside) -----
+
+def build_jq(tree: Path, env: dict) -> None:
+    log = tree / "mewe-build.log"
+    _sh(["./configure", "--host=wasm32-wasi", "--disable-shared", "--disable-docs", "--disable-maintainer-mode",
+         "--with-oniguruma=builtin", "CC=mewe-cc", "AR=mewe-ar", "RANLIB=mewe-ranlib",
+         "CFLAGS=-O2 -D_WASI_EMULATED_SIGNAL", "LIBS=-lwasi-emulated-signal"], tree, env, log)
+    _sh(["make", "-j2"], tree, env, log)
+
+
+DEEP = ("range(9999)", "range(10000)", "range(10001)")
+
+
+def jq_checks(tree: Path) -> list[Check]:
+    """jq's own test files, run as its tests/*test scripts do (`jq -L tests/modules --run-tests`).
+    From jq.test, the cases that nest 10,000 levels deep are left out: they need a deeper
+    native stack than wasmtime gives wasm (512 KiB), and overflow it in the plain build too."""
+    tests = tree / "tests"
+    blocks = (tests / "jq.test").read_text().split("\n\n")
+    (tests / "jq-wasm.test").write_text("\n\n".join(b for b in blocks if not any(d in b for d in DEEP)))
+    pager = (("PAGER", "less"),)  # as tests/mantest sets it: a man page example reads $ENV.PAGER
+    return [Check(f"tests/{name}", tree / "jq", ("-L", "tests/modules", "--run-tests", f"tests/{name}"), tree,
+                  env=pager if name.startswith("man") else ())
+            for name in ("jq-wasm.test", "man.test", "manonig.test", "onig.test", "base64.test", "uri.test",
+                         "optional.test")]
+
+
 PROJECTS = {
     "lua": Project("lua", "lupa==2.8", "lupa-2.8.tar.gz", "lupa-2.8/third-party/lua54", "make",
                    "-D_WASI_EMULATED_SIGNAL -D_WASI_EMULATED_PROCESS_CLOCKS with -lwasi-emulated-signal "
@@ -136,6 +164,9 @@ PROJECTS = {
                        "-DBUILD_SHARED_LIBS=OFF (WASI has no shared libraries; zlib-ng asks for one explicitly) "
                        "-DWITH_GTEST=OFF (its gtest suite is C++, and downloads googletest)",
                        build_zlib_ng, zlib_ng_checks, lambda tree: tree / "build" / "minigzip.wasm"),
+    "jq": Project("jq", "jq==1.13.0", "jq-1.13.0.tar.gz", "jq-1.13.0/deps/jq-1.8.2.tar.gz", "autotools",
+                  "-D_WASI_EMULATED_SIGNAL with -lwasi-emulated-signal (wasi-libc's emulation)",
+                  build_jq, jq_checks, lambda tree: tree / "jq", inner="jq-1.8.2"),
 }
 
 
@@ -158,10 +189,17 @@ def fetch(project: Project) -> Path:
     staging = root / "staging"
     shutil.rmtree(staging, ignore_errors=True)
     with tarfile.open(sdist) as tar:
-        tar.extractall(staging, members=[m for m in tar.getmembers() if m.name.startswith(project.root + "/")],
+        tar.extractall(staging, members=[m for m in tar.getmembers()
+                                         if m.name == project.root or m.name.startswith(project.root + "/")],
                        filter="tar")
+    top = staging / project.root
+    if project.inner:  # a release tarball the sdist carries
+        with tarfile.open(top) as tar:
+            tar.extractall(staging / "inner", members=[m for m in tar.getmembers()
+                                                       if m.name.startswith(project.inner + "/")], filter="tar")
+        top = staging / "inner" / project.inner
     tree.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(staging / project.root, tree)
+    os.replace(top, tree)
     shutil.rmtree(staging, ignore_errors=True)
     return tree
 
@@ -177,7 +215,7 @@ def run_check(check: Check, tree: Path, policy: str | None) -> tuple[int, str, f
     out = check.cwd / f".mewe-check-{os.getpid()}.out"
     start = time.perf_counter()
     try:
-        status = run(check.program, list(check.args), dirs=[f"{check.cwd}::.", f"{tree}::{tree}"],
+        status = run(check.program, list(check.args), env=dict(check.env), dirs=[f"{check.cwd}::.", f"{tree}::{tree}"],
                      stdin=check.stdin or os.devnull, stdout=out, stderr=os.devnull, policy=policy)
     except MeweError as err:
         status = err.exit_code

@@ -1,6 +1,7 @@
 """Real projects built unmodified with their own build systems through mewe-cc
-(benchmarks/projects.py): Lua 5.4 with make, running its own test suite, and zlib-ng with CMake,
-running its ctest tests and compression round trips. Every multivariant run, under random,
+(benchmarks/projects.py): Lua 5.4 with make, running its own test suite; zlib-ng with CMake,
+running its ctest tests and compression round trips; jq with autotools, running its own test
+files. Every multivariant run, under random,
 seeded and every pinned policy, must match the plain build's exit status and output.
 (libsodium, with autotools, is tests/test_libsodium.py.)"""
 
@@ -10,7 +11,7 @@ import pytest
 
 from conftest import load_benchmark
 
-pytestmark = pytest.mark.slow  # downloads two sdists and builds each project twice
+pytestmark = pytest.mark.slow  # downloads three sdists and builds each project twice (about 8 min)
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +19,7 @@ def results(tmp_path_factory) -> dict[str, dict]:
     bench = load_benchmark("projects")
     work = tmp_path_factory.mktemp("projects")
     return {name: bench.evaluate(bench.PROJECTS[name], work, variants=4, seeds=1, rounds=1, reuse=False)
-            for name in ("lua", "zlib-ng")}
+            for name in ("lua", "zlib-ng", "jq")}
 
 
 def test_lua_builds_with_make_and_passes_its_test_suite_under_every_variant(results):
@@ -37,3 +38,11 @@ def test_zlib_ng_builds_with_cmake_and_compresses_identically_under_every_varian
     assert zlib["mismatches"] == []
     assert zlib["plain_passing"] == zlib["checks"] >= 20 and zlib["nondeterministic"] == []
     assert zlib["dispatched"] >= 0.95 * zlib["functions"] > 80
+
+
+def test_jq_builds_with_autotools_and_passes_its_test_files_under_every_variant(results):
+    jq = results["jq"]
+    assert jq["mismatches"] == []
+    assert jq["plain_passing"] == jq["checks"] == 7 and jq["nondeterministic"] == []
+    assert jq["lines_of_c"] > 100_000  # with the oniguruma and decNumber it vendors
+    assert jq["dispatched"] >= 0.95 * jq["functions"] > 600
