@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import os
 import sys
+import time
 from pathlib import Path
 from typing import NoReturn, Sequence
 
@@ -114,17 +115,48 @@ def _multivariant(args: argparse.Namespace) -> MultivariantOptions:
     return dataclasses.replace(multivariant, **{k: v for k, v in flags.items() if v is not None})
 
 
+class _TerminalProgress:
+    """A build's progress (stage, functions done, elapsed time) on one line of stderr that is
+    rewritten in place; used only when stderr is a terminal. (No refresh thread: a second
+    thread would keep code generation from forking.)"""
+
+    UNITS = {"compiling": "sources", "making variants": "functions"}
+
+    def __init__(self) -> None:
+        self.start = self.last = time.monotonic()
+        self.stage, self.shown = "", False
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if stage == self.stage and done < total and now - self.last < 0.1:
+            return
+        self.stage, self.last, self.shown = stage, now, True
+        count = f" {done:,}/{total:,} {self.UNITS.get(stage, '')}".rstrip() if total else ""
+        sys.stderr.write(f"\r\033[Kmewe: {stage}{count} ({now - self.start:.0f} s)")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
 def _report_build(result, verbose: bool) -> None:
     if result.manifest:
         for line in result.manifest.drop_summary(verbose):
             print(f"mewe: {line}", file=sys.stderr)
-    if not verbose:
-        return
-    print(f"mewe: wrote {result.output} ({result.size} bytes)", file=sys.stderr)
+    size = f"{result.size / 1024:,.0f} KB"
     if result.manifest:
         totals = result.manifest.totals()
-        print(f"mewe: {totals['dispatched']} of {totals['functions']} functions dispatched over "
-              f"{totals['bodies']} bodies; manifest {result.manifest_path}", file=sys.stderr)
+        bodies = totals["bodies"]
+        print(f"mewe: wrote {result.output} ({totals['dispatched']:,} of {totals['functions']:,} functions dispatched, "
+              f"{bodies:,} {'body' if bodies == 1 else 'bodies'}, {size})", file=sys.stderr)
+    else:
+        print(f"mewe: wrote {result.output} ({size})", file=sys.stderr)
+    if not verbose:
+        return
+    if result.manifest_path:
+        print(f"mewe: manifest {result.manifest_path}", file=sys.stderr)
     for temp in result.temps:
         print(f"mewe: kept {temp}", file=sys.stderr)
 
@@ -137,8 +169,13 @@ def _cmd_build(args: argparse.Namespace) -> int:
         opt_level=args.opt, extra_flags=tuple(getattr(args, "cflags", ())),
     )
     output = args.output or Path(args.sources[0]).with_suffix(".wasm").name
-    result = build(args.sources, output, options=options, multivariant=_multivariant(args), cc=args.cc,
-                   keep_temps=args.keep_temps, verbose=args.verbose)
+    progress = _TerminalProgress() if sys.stderr.isatty() and not args.verbose else None
+    try:
+        result = build(args.sources, output, options=options, multivariant=_multivariant(args), cc=args.cc,
+                       keep_temps=args.keep_temps, verbose=args.verbose, progress=progress)
+    finally:
+        if progress:
+            progress.close()
     _report_build(result, args.verbose)
     return 0
 
@@ -182,12 +219,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     routes = service_names(args.modules)
 
     def ready(host: str, port: int) -> None:
-        paths = ", ".join(f"/{name}" for name in routes) + (" and /" if len(routes) == 1 else "")
+        paths = ", ".join(f"/{name}" for name in routes) + (" and /" if len(routes) == 1 else "; / lists them")
         print(f"mewe serve: http://{host}:{port} ({args.nodes} node{'s' if args.nodes > 1 else ''}; {paths})",
               file=sys.stderr, flush=True)
 
     limits = Limits(wall_ms=args.timeout_ms, memory_mb=args.memory_mb, body_bytes=args.max_body)
-    serve(args.modules, host=args.host, port=args.port, nodes=args.nodes, limits=limits, ready=ready)
+    serve(args.modules, host=args.host, port=args.port, nodes=args.nodes, limits=limits, ready=ready,
+          request_log=args.log)
     return 0
 
 
@@ -273,10 +311,16 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     report = preservation(args.module, args.manifest, native=not args.wasm_only)
     if args.json:
         sys.stdout.write(report.to_json())
-    else:
-        print(f"{report.module}: {len(report.functions)} dispatched functions, {len(report.variants())} variants")
-        print(report.table())
+        return 0
+    functions, variants = len(report.functions), len(report.variants())
+    print(f"{report.module}: {_plural(functions, 'dispatched function')}, {_plural(variants, 'variant')} "
+          f"(passes are stacked: a variant counts under each pass that made it)")
+    print(report.markdown() if args.markdown else report.table())
     return 0
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 def _seeds(text: str) -> tuple[int, ...]:
@@ -414,7 +458,9 @@ def make_parser() -> argparse.ArgumentParser:
                                    "and in wasmtime's Cranelift machine code; report per pass and overall.")
     i.add_argument("module", help="a multivariant .wasm built by mewe")
     i.add_argument("--manifest", metavar="FILE", help="its build manifest (default: NAME.manifest.json beside it)")
-    i.add_argument("--json", action="store_true", help="print JSON, with the overall rate as 'preservation'")
+    form = i.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true", help="print JSON, with the overall rate as 'preservation'")
+    form.add_argument("--markdown", action="store_true", help="print the table as Markdown (default: aligned text)")
     i.add_argument("--wasm-only", action="store_true", help="skip the Cranelift level")
     i.set_defaults(func=_cmd_inspect)
 
@@ -431,7 +477,8 @@ def make_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=_cmd_run)
 
     v = sub.add_parser("serve", help="serve WASI modules over HTTP like edge nodes",
-                       description="An edge-node emulator: each module answers at /NAME (a lone one at / too); "
+                       description="An edge-node emulator: each module answers at /NAME (a lone one at / too; "
+                                   "with several, GET / lists them); "
                                    "the request body is its stdin, ?arg=A&arg=B its arguments, its stdout the "
                                    "response. A fresh instance per request; NODES worker processes.")
     v.add_argument("modules", nargs="+", metavar="MODULE", help="a WASI command module (.wasm)")
@@ -441,6 +488,8 @@ def make_parser() -> argparse.ArgumentParser:
     v.add_argument("--timeout-ms", type=_int_in(1), default=10_000, help="wall-time limit per request (default 10000)")
     v.add_argument("--memory-mb", type=_int_in(1), default=256, help="linear-memory limit per request (default 256)")
     v.add_argument("--max-body", type=_int_in(0), default=16 << 20, help="largest request body in bytes (default 16 MiB)")
+    v.add_argument("--log", metavar="FILE", help="append a line per request to FILE ('-': stderr): time, node, client, "
+                                                 "request, status, bytes, milliseconds")
     v.set_defaults(func=_cmd_serve)
 
     k = sub.add_parser("check-pass", help="check a pass: determinism, coverage, and differential runs",

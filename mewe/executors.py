@@ -46,15 +46,17 @@ def parse(executor: str | None) -> tuple[str, str]:
 
 
 def map_batches(func: Callable[[list], list], items: Sequence[Any], *, executor: str | None = None,
-                jobs: int | None = None, desc: str = "") -> list:
-    """`func(list(items))`, computed in batches where `executor` says; results in the items' order."""
+                jobs: int | None = None, desc: str = "", progress: Callable[[int, int], None] | None = None) -> list:
+    """`func(list(items))`, computed in batches where `executor` says; results in the items' order.
+    `progress(done, total)` is called as batches finish; without it, a long run in a terminal
+    shows a tqdm bar labelled `desc`."""
     kind, address = parse(executor)
     jobs = (os.cpu_count() or 1) if jobs is None else jobs
     if jobs < 1:
         raise MeweError("--jobs must be at least 1")
     if not items:
         return []
-    with _progress(len(items), desc) as bar:
+    with (_Callback(len(items), progress) if progress else _progress(len(items), desc)) as bar:
         if kind == SERIAL or (kind == LOCAL and (jobs == 1 or (not executor and len(items) < MIN_PARALLEL))):
             results = []
             for batch in _split(items, 1 if bar is None else len(items)):  # one item a batch only to move the bar
@@ -125,6 +127,24 @@ def _dask(func: Callable, items: Sequence[Any], address: str, bar) -> list:
 def _tick(bar, n: int) -> None:
     if bar is not None:
         bar.update(n)
+
+
+class _Callback:
+    """`progress(done, total)` behind the interface of a tqdm bar."""
+
+    def __init__(self, total: int, progress: Callable[[int, int], None]):
+        self.total, self.done, self.progress = total, 0, progress
+
+    def __enter__(self):
+        self.progress(0, self.total)
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, n: int) -> None:
+        self.done += n
+        self.progress(self.done, self.total)
 
 
 class _NoBar:

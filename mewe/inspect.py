@@ -63,13 +63,33 @@ class Preservation:
                 "functions": [asdict(f) for f in self.functions]}
         return json.dumps(data, indent=1) + "\n"
 
-    def table(self) -> str:
-        rows = ["| pass | variants | distinct in wasm | distinct after Cranelift | mean cost |", "|---|---|---|---|---|"]
+    HEADER = ("pass", "variants", "distinct in wasm", "distinct after Cranelift", "mean cost")
+
+    def _rows(self) -> list[tuple[str, ...]]:
+        rows = []
         for name, r in sorted(self.rates().items(), key=lambda kv: (kv[0] == "overall", kv[0])):
-            native = "n/a" if r["native"] is None else f"{r['native_distinct']} ({r['native']:.1%})"
-            cost = "n/a" if r["cost"] is None else f"{r['cost']:.2f}x"
-            label = f"**{name}**" if name == "overall" else name
-            rows.append(f"| {label} | {r['variants']} | {r['wasm_distinct']} ({r['wasm']:.1%}) | {native} | {cost} |")
+            native = "—" if r["native"] is None else f"{r['native_distinct']} ({r['native']:.1%})"
+            cost = "—" if r["cost"] is None else f"{r['cost']:.2f}x"
+            rows.append((name, str(r["variants"]), f"{r['wasm_distinct']} ({r['wasm']:.1%})", native, cost))
+        return rows
+
+    def table(self) -> str:
+        """Aligned plain text, for a terminal. Passes are stacked (a variant may come from two or
+        three), so the pass rows add up to more than `overall`."""
+        rows = [self.HEADER, *self._rows()]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(self.HEADER))]
+        lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+                 for row in rows]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        lines.insert(len(lines) - 1, "  ".join("-" * w for w in widths))
+        return "\n".join(line.rstrip() for line in lines)
+
+    def markdown(self) -> str:
+        """The same table in Markdown, for documents."""
+        rows = ["| " + " | ".join(self.HEADER) + " |", "|---|---|---|---|---|"]
+        for row in self._rows():
+            label = f"**{row[0]}**" if row[0] == "overall" else row[0]
+            rows.append("| " + " | ".join((label, *row[1:])) + " |")
         return "\n".join(rows)
 
 

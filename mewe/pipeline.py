@@ -11,7 +11,7 @@ import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from mewe import executors, frontends, linker, runtime
 from mewe.errors import MeweError
@@ -22,6 +22,14 @@ from mewe.wasm import DISPATCH_SECTION, add_custom_section, parse_wasm
 
 OVERGENERATE = 2
 assert OVERGENERATE * MAX_VARIANTS < linker.MAX_BODIES  # every candidate has a body number
+# How a build reports progress: progress(stage, done, total), total 0 for a stage not counted.
+Progress = Callable[[str, int, int], None]
+
+
+def _quiet(stage: str, done: int, total: int) -> None:
+    pass
+
+
 CALL_COST = 8  # what a call costs besides its body, in IR instructions: a tiny body may grow a little
 
 
@@ -124,7 +132,7 @@ def discriminator(mv: MultivariantOptions, toolchain: Toolchain, *, fast_path_on
     return frontends.load_ir("discriminator", bitcode, origin=str(runtime.DISCRIMINATOR))
 
 
-def make_variants(program: IRModule, mv: MultivariantOptions) -> dict[str, list[Variant]]:
+def make_variants(program: IRModule, mv: MultivariantOptions, progress: Progress | None = None) -> dict[str, list[Variant]]:
     """Candidate variants of every function of `program` the linker can dispatch (see
     `linker.unsupported`): twice as many as wanted, since codegen folds some back into earlier
     bodies."""
@@ -134,20 +142,23 @@ def make_variants(program: IRModule, mv: MultivariantOptions) -> dict[str, list[
     return passes.diversify(program, variants=OVERGENERATE * mv.variants, seed=mv.seed, passes=mv.passes,
                             stack=mv.stack, include=mv.include, exclude=mv.exclude, jobs=mv.jobs,
                             executor=mv.executor, cache=mv.cache, max_size=mv.max_size, invalid=True,
-                            skip=frozenset(skip), verify_each=mv.verify_each, fallback=mv.fallback)
+                            skip=frozenset(skip), verify_each=mv.verify_each, fallback=mv.fallback,
+                            progress=progress)
 
 
 def link_multivariant(program: IRModule, options: CompileOptions, mv: MultivariantOptions,
                   variants: Mapping[str, Sequence[Variant]] | None, name: str, toolchain: Toolchain,
-                  verbose: bool, unit: str | None = None) -> tuple[IRModule, bytes, bytes | None, list[FunctionReport]]:
+                  verbose: bool, unit: str | None = None,
+                  progress: Progress = _quiet) -> tuple[IRModule, bytes, bytes | None, list[FunctionReport]]:
     """Variants, dispatchers and the discriminator linked in; variants that codegen (LLVM's, or
     Cranelift's) folded into an earlier body are dropped and the module linked again without them.
 
     For a translation unit (`unit`), the result is an object only (no linked module, so `None`)
     and variants are compared by their code in the object."""
     if variants is None:
-        variants = make_variants(program, mv)
+        variants = make_variants(program, mv, progress)
     rt = discriminator(mv, toolchain, fast_path_only=unit is not None, verbose=verbose)
+    progress("linking and generating code", 0, 0)
 
     def generate(chosen: Mapping[str, Sequence[Variant]]):
         module, reports, used = linker.link_variants(program, chosen, rt, mv, unit=unit)
@@ -162,9 +173,11 @@ def link_multivariant(program: IRModule, options: CompileOptions, mv: Multivaria
     except linker.CodegenCrash as exc:
         variants, crashed = _without_codegen_crashes(program, variants, rt, mv, options, unit, str(exc), toolchain)
         module, obj, wasm, reports, used = generate(variants)
+    progress("comparing variants' machine code", 0, 0)
     survivors = _choose(_code_levels(obj, wasm), reports, used, mv)
     folded = {f: len(used[f]) - len(survivors[f]) for f in used}  # folded, or surplus
     if any(folded.values()):
+        progress("linking the variants kept", 0, 0)
         module, obj, wasm, second, _ = generate(survivors)
         by_name = {r.name: r for r in second}
         for r in reports:  # keep the first link's counts of IR duplicates, add the folded ones
@@ -256,6 +269,7 @@ def build(
     cc: str | None = None,
     keep_temps: bool = False,
     verbose: bool = False,
+    progress: Progress | None = None,
 ) -> BuildResult:
     """Compile `sources` (.c, .ll, .bc) into the WASI command module `output`.
 
@@ -264,8 +278,10 @@ def build(
     is written beside the output (`manifest_path`). `variants` (function name -> Variants)
     replaces the passes with variants made elsewhere. Outputs are written atomically: on any
     error nothing is left at `output`. With `keep_temps`, the final bitcode and object are
-    kept beside the output.
+    kept beside the output. `progress(stage, done, total)` hears the build's stages as they
+    start, and the functions diversified (done of total; total 0 for stages not counted).
     """
+    progress = progress or _quiet
     if not sources:
         raise MeweError("no input files")
     check_options(multivariant)
@@ -276,15 +292,17 @@ def build(
         if p.is_dir():
             raise MeweError(f"{p}: is a directory, not a source file")
     toolchain = find_toolchain(cc)
+    progress("compiling", 0, len(paths))
     modules = _lower_all(paths, options, toolchain, verbose)
     out = Path(output)
     program = linker.link_modules(modules)
     manifest = None
     if multivariant.variants == 0:
+        progress("generating code", 0, 0)
         obj, wasm = _codegen(program, options, False, out.name, toolchain, verbose, multivariant.jobs)
     else:
         program, obj, wasm, reports = link_multivariant(program, options, multivariant, variants, out.name, toolchain,
-                                                        verbose)
+                                                        verbose, progress=progress)
         manifest = Manifest(out.name, multivariant.variants, multivariant.seed, str(multivariant.policy),
                             multivariant.dispatch, str(multivariant.rerandomize), multivariant.tail_calls, multivariant.trace, reports)
         wasm = add_dispatch_table(wasm, manifest)

@@ -78,6 +78,7 @@ def diversify(
     skip: frozenset[str] = frozenset(),
     verify_each: bool = False,
     fallback: str | None = FALLBACK,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, list[Variant]]:
     """Up to `variants` variants of every defined function of `module` (by original name).
 
@@ -91,7 +92,8 @@ def diversify(
     that do not verify are returned too, with `error` saying why (the linker reports them).
     Functions named in `skip` get none (the linker would not dispatch them). With
     `verify_each`, each variant is verified after every pass, so an invalid one names the pass
-    that broke it; that bypasses the cache.
+    that broke it; that bypasses the cache. `progress(stage, done, total)` hears how many
+    functions are diversified (those found in the cache count as done).
     """
     load_plugins()
     names = tuple(passes) if passes is not None else tuple(sorted(registry))
@@ -121,8 +123,10 @@ def diversify(
 
     made: list[list[Variant] | None] = [_load(key, name) if cache else None for key, (name, _) in zip(keys, functions)]
     todo = [i for i, vs in enumerate(made) if vs is None]
+    cached = len(functions) - len(todo)
+    tick = (lambda done, _: progress("making variants", cached + done, len(functions))) if progress else None
     fresh = executors.map_batches(functools.partial(_diversify_batch, settings), [functions[i] for i in todo],
-                                  executor=executor, jobs=jobs, desc="variants")
+                                  executor=executor, jobs=jobs, desc="variants", progress=tick)
     for i, vs in zip(todo, fresh):
         made[i] = vs
         if cache:

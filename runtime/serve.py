@@ -141,8 +141,19 @@ class _Node:
             return 200, stdout.read_bytes(), headers
 
 
-def _handler(node: _Node, routes: dict[str, Path]) -> type[http.server.BaseHTTPRequestHandler]:
+def _request_logger(path: str | None) -> Callable[[str], None] | None:
+    """A node's request log: lines appended to `path` ("-": stderr), one write each, so the
+    lines of several nodes do not interleave."""
+    if path is None:
+        return None
+    fd = 2 if path == "-" else os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    return lambda line: os.write(fd, (line + "\n").encode("utf-8", "replace"))
+
+
+def _handler(node: _Node, routes: dict[str, Path], log: Callable[[str], None] | None = None
+             ) -> type[http.server.BaseHTTPRequestHandler]:
     single = next(iter(routes)) if len(routes) == 1 else None
+    index = "".join(f"/{name}\t{path.name}\n" for name, path in routes.items()).encode()
 
     class Handler(http.server.BaseHTTPRequestHandler):
         server_version = "mewe-serve"
@@ -157,6 +168,11 @@ def _handler(node: _Node, routes: dict[str, Path]) -> type[http.server.BaseHTTPR
             pass
 
         def _answer(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+            if log is not None:  # what a common access log has: when, who, what, status, size, time
+                elapsed = (time.perf_counter() - self.started) * 1e3 if hasattr(self, "started") else 0.0
+                stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                log(f"{stamp} node={node.node_id} {self.client_address[0]} \"{self.command} {self.path}\" "
+                    f"{status} {len(body)} {elapsed:.1f}ms")
             self.send_response(status)
             self.send_header("Content-Type", "application/octet-stream" if status == 200 else "text/plain")
             self.send_header("Content-Length", str(len(body)))
@@ -166,8 +182,11 @@ def _handler(node: _Node, routes: dict[str, Path]) -> type[http.server.BaseHTTPR
             self.wfile.write(body)
 
         def _serve(self) -> None:
+            self.started = time.perf_counter()
             url = urllib.parse.urlsplit(self.path)
             name = url.path.strip("/") or single
+            if name is None and self.command == "GET":  # several services: / lists their routes
+                return self._answer(200, index, {"X-Mewe-Node": str(node.node_id)})
             if name not in routes:
                 return self._answer(404, f"no service at {url.path}\n".encode(), {"X-Mewe-Node": str(node.node_id)})
             try:
@@ -186,6 +205,7 @@ def _handler(node: _Node, routes: dict[str, Path]) -> type[http.server.BaseHTTPR
         do_GET = do_POST = _serve
 
         def _refuse(self) -> None:
+            self.started = time.perf_counter()
             self._answer(405, b"use GET or POST\n", {"Allow": "GET, POST"})
 
         do_PUT = do_DELETE = do_PATCH = _refuse
@@ -213,11 +233,11 @@ class _Draining(_Server):
 
 
 def _node_main(address: tuple[str, int], node_id: int, routes: dict[str, Path], limits: Limits,
-               ready: multiprocessing.synchronize.Event) -> None:
+               ready: multiprocessing.synchronize.Event, request_log: str | None = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides; it sends SIGTERM
     _die_with_parent()
     node = _Node(node_id, routes, limits)  # compile first: a listening node answers at once
-    server = _Draining(address, _handler(node, routes), bind_and_activate=False)
+    server = _Draining(address, _handler(node, routes, _request_logger(request_log)), bind_and_activate=False)
     server.socket = socket.create_server(address, backlog=256, reuse_port=True)
 
     def drain(signum, frame):  # stop accepting, let the requests in flight finish, then go
@@ -239,8 +259,9 @@ def _terminate(signum, frame):
 class _Supervisor:
     """Starts the nodes and keeps `count` of them running."""
 
-    def __init__(self, address: tuple[str, int], count: int, routes: dict[str, Path], limits: Limits):
-        self.address, self.routes, self.limits = address, routes, limits
+    def __init__(self, address: tuple[str, int], count: int, routes: dict[str, Path], limits: Limits,
+                 request_log: str | None = None):
+        self.address, self.routes, self.limits, self.request_log = address, routes, limits, request_log
         self.context = multiprocessing.get_context("fork")  # wasmtime starts in the nodes, after the fork
         self.workers: list = [None] * count
         self.ready: list = [None] * count
@@ -250,7 +271,8 @@ class _Supervisor:
     def start(self, k: int) -> None:
         self.ready[k] = self.context.Event()
         self.workers[k] = self.context.Process(target=_node_main, daemon=True,
-                                               args=(self.address, k, self.routes, self.limits, self.ready[k]))
+                                               args=(self.address, k, self.routes, self.limits, self.ready[k],
+                                                     self.request_log))
         self.workers[k].start()
 
     def all_ready(self) -> bool:
@@ -309,12 +331,19 @@ def serve(
     ready: Callable[[str, int], None] | None = None,
     stop: threading.Event | None = None,
     log: Callable[[str], None] = lambda line: print(f"mewe serve: {line}", file=sys.stderr, flush=True),
+    request_log: str | os.PathLike | None = None,
 ) -> None:
     """Serve `modules` over HTTP on `host:port` (loopback by default) with `nodes` worker
     processes, until interrupted or `stop` is set, replacing nodes that die. `ready(host, port)`
     is called once the nodes accept connections (port 0 picks a free port); `log` gets the
-    supervisor's lines (a node died, restarting)."""
+    supervisor's lines (a node died, restarting). `request_log`, a file ("-": stderr), gets a
+    line per request: time, node, client, request line, status, body bytes, milliseconds."""
     routes = service_names(modules)
+    if request_log is not None and str(request_log) != "-":
+        try:
+            os.close(os.open(request_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644))
+        except OSError as exc:
+            raise MeweError(f"cannot write the request log '{request_log}': {exc.strerror or exc}") from None
     if nodes < 1:
         raise MeweError("--nodes must be at least 1")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -334,7 +363,7 @@ def serve(
         holder.close()
         raise MeweError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     address = holder.getsockname()[:2]
-    nodes_ = _Supervisor(address, nodes, routes, limits)
+    nodes_ = _Supervisor(address, nodes, routes, limits, None if request_log is None else str(request_log))
     for k in range(nodes):
         nodes_.start(k)
     previous = signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() else None

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -226,5 +227,54 @@ def test_preprocessed_sources_build(tmp_path):
     pre = tmp_path / "pre.i"
     pre.write_text('# 1 "pre.c"\nint printf(const char *, ...);\nint main(void) { printf("%d\\n", 6 * 7); return 0; }\n')
     r = mewe("build", pre, "-o", tmp_path / "pre.wasm", "--variants", "2")
-    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert r.returncode == 0 and r.stderr.count("\n") == 1, r.stderr  # no warnings: only the summary
     assert mewe("run", tmp_path / "pre.wasm").stdout == b"42\n"
+
+
+def test_a_successful_build_says_what_it_wrote_in_one_line(tmp_path):
+    src = EXAMPLES / "hash.c"
+    for args, pattern in (((), r"mewe: wrote \S+hash\.wasm \(\d+ KB\)"),
+                          (("--variants", "2"), r"mewe: wrote \S+hash\.wasm \((\d+) of (\d+) functions dispatched, "
+                                                r"(\d+) bodies, \d+ KB\)")):
+        res = mewe("build", src, "-o", tmp_path / "hash.wasm", *args)
+        assert res.returncode == 0
+        lines = res.stderr.splitlines()
+        assert len(lines) == 1 and re.fullmatch(pattern, lines[0]), res.stderr
+        size = (tmp_path / "hash.wasm").stat().st_size
+        assert f"({round(size / 1024):,} KB)" in lines[0] or f", {round(size / 1024):,} KB)" in lines[0]
+    manifest = json.loads((tmp_path / "hash.manifest.json").read_text())
+    dispatched, functions, bodies = map(int, re.fullmatch(pattern, lines[0]).groups())
+    assert (dispatched, functions, bodies) == (manifest["totals"]["dispatched"], manifest["totals"]["functions"],
+                                               manifest["totals"]["bodies"])
+
+
+def test_a_build_on_a_terminal_shows_its_progress(tmp_path):
+    """On a terminal, stages, functions done and elapsed seconds are shown on one line rewritten
+    in place, cleared before the summary; through a pipe, only the summary (test above)."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "mewe", "build", EXAMPLES / "interp.c", "--variants", "2",
+                             "--no-cache", "-o", tmp_path / "interp.wasm"], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    assert proc.wait(300) == 0
+    text = seen.decode()
+    updates = [u for u in text.replace("\r\n", "\n").split("\r\x1b[K") if u]
+    assert re.fullmatch(r"mewe: making variants 0/15 functions \(\d+ s\)", updates[1]), updates
+    assert any(re.fullmatch(r"mewe: making variants 15/15 functions \(\d+ s\)", u) for u in updates)
+    assert "mewe: linking and generating code" in text
+    assert re.fullmatch(r"mewe: wrote \S+interp\.wasm \(15 of 15 functions dispatched, \d+ bodies, \d+ KB\)\n", updates[-1])

@@ -35,8 +35,18 @@ def test_inspect_reports_both_levels(interp_mv):
     assert data["preservation"] == 1.0
     assert data["native_preservation"] == (1.0 if platform.machine() in ("x86_64", "AMD64") else None)
     assert set(data["rates"]) - {"overall"} <= {name for f in manifest["functions"] for p in f["passes"] for name in p}
-    table = cli("inspect", interp_mv)
-    assert table.returncode == 0 and "| **overall** |" in table.stdout.decode()
+    overall = data["rates"]["overall"]
+    table = cli("inspect", interp_mv)  # aligned text for a terminal: columns line up, no Markdown
+    lines = table.stdout.decode().splitlines()
+    assert table.returncode == 0 and "dispatched functions" in lines[0] and "|" not in table.stdout.decode()
+    rows = lines[1:]
+    assert rows[0].split()[:2] == ["pass", "variants"] and set(rows[1]) <= {"-", " "}
+    last = rows[-1].split()
+    assert last[0] == "overall" and last[1] == str(overall["variants"]) and last[2] == str(overall["wasm_distinct"])
+    header_end = rows[0].index("variants") + len("variants")
+    assert all(row[header_end - 1] != " " for row in rows[2:] if not set(row) <= {"-", " "})  # right-aligned counts
+    markdown = cli("inspect", "--markdown", interp_mv).stdout.decode()
+    assert f"| **overall** | {overall['variants']} |" in markdown
 
 
 def test_inspect_sees_identical_code(tmp_path):

@@ -48,10 +48,11 @@ def server(tmp_path_factory):
         res = mewe("build", source, "--variants", "3", "--trace", "-o", tmp / f"{name}.wasm")
         assert res.returncode == 0, res.stderr
     proc = subprocess.Popen([sys.executable, "-m", "mewe", "serve", tmp / "echo.wasm", tmp / "hash.wasm", "--port", "0",
-                             "--nodes", "2", "--timeout-ms", "1500", "--memory-mb", "32", "--max-body", "4096"],
+                             "--nodes", "2", "--timeout-ms", "1500", "--memory-mb", "32", "--max-body", "4096",
+                             "--log", tmp / "requests.log"],
                             stderr=subprocess.PIPE, text=True)
     line = proc.stderr.readline()
-    match = re.search(r"http://127\.0\.0\.1:(\d+) \(2 nodes; /echo, /hash\)", line)
+    match = re.search(r"http://127\.0\.0\.1:(\d+) \(2 nodes; /echo, /hash; / lists them\)", line)
     assert match, line
     yield int(match.group(1))
     proc.terminate()
@@ -88,8 +89,25 @@ def test_concurrent_clients_get_their_own_answers_from_every_node(server):
 def test_several_services_are_mounted_by_name(server):
     status, data, _ = request(server, "/hash?arg=abc", method="GET")
     assert status == 200 and data.startswith(b"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
-    assert request(server, "/")[0] == 404  # two services: no default route
+    assert request(server, "/")[0] == 404  # two services: no default route to POST to
+    status, index, _ = request(server, "/", method="GET")  # but GET / lists them
+    assert (status, index) == (200, b"/echo\techo.wasm\n/hash\thash.wasm\n")
     assert request(server, "/missing")[0] == 404
+
+
+def test_the_request_log_has_a_line_per_request(server, tmp_path_factory):
+    log = next(tmp_path_factory.getbasetemp().glob("serve*/requests.log"))
+    marker = f"/echo?arg=logged{time.time_ns()}"
+    assert request(server, marker, b"xy")[:2] == (200, b"yx logged" + marker.rsplit("logged", 1)[1].encode())
+    assert request(server, "/nowhere")[0] == 404
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and "/nowhere" not in log.read_text():
+        time.sleep(0.05)
+    lines = log.read_text().splitlines()
+    [mine] = [line for line in lines if marker in line]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ node=[01] 127\.0\.0\.1 "
+                        + re.escape(f'"POST {marker}"') + r" 200 \d+ \d+\.\dms", mine), mine
+    assert any(re.search(r'"POST /nowhere" 404 ', line) for line in lines)
 
 
 def test_traps_limits_and_bad_requests_are_clear_errors(server):
