@@ -116,7 +116,10 @@ def preservation(module: str | Path, manifest: str | Path | None = None, *, nati
     if not path.is_file():
         raise MeweError(f"{path}: no such file")
     data = path.read_bytes()
-    wasm = parse_wasm(data)
+    try:
+        wasm = parse_wasm(data)
+    except MeweError as exc:  # name the file: the parser knows only bytes
+        raise MeweError(f"{path}: {exc}") from None
     dispatchers = dispatch_table(data)
     if dispatchers is None:
         raise MeweError(f"{path}: not a multivariant module (no {DISPATCH_SECTION} section); build it with --variants N")

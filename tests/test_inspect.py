@@ -79,3 +79,10 @@ def test_inspect_rejects_plain_modules(tmp_path):
     plain = mewe.build([EXAMPLES / "hash.c"], tmp_path / "p.wasm").output
     res = cli("inspect", plain)
     assert res.returncode == 1 and "not a multivariant module" in res.stderr
+
+
+def test_inspect_names_a_file_that_is_not_wasm(tmp_path):
+    (tmp_path / "notwasm.json").write_text("{}\n")
+    res = cli("inspect", tmp_path / "notwasm.json")
+    assert res.returncode == 1
+    assert res.stderr.strip().splitlines() == [f"mewe: error: {tmp_path / 'notwasm.json'}: not a wasm module (bad magic or version)"]
