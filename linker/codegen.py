@@ -107,7 +107,8 @@ def emit_assembly(module: IRModule, opt_level: str = "2", *, tail_calls: bool = 
     """The wasm assembly of `module`, as `emit_object` would generate its code."""
     if uses_sjlj(module):
         return _clang_emit(module, opt_level, tail_calls, toolchain or find_toolchain(), assembly=True).decode()
-    return target_machine(_load(module).triple, opt_level, "+tail-call" if tail_calls else "").emit_assembly(_load(module))
+    mod = _load(module)
+    return target_machine(mod.triple, opt_level, "+tail-call" if tail_calls else "").emit_assembly(mod)
 
 
 def emit_objects(modules: list[IRModule | Part], opt_level: str = "2", *, tail_calls: bool = False,
