@@ -7,8 +7,9 @@ STAMP  := $(VENV)/.installed
 
 # From Debian, installed only where missing: the Rust frontend's toolchain (rustc with a
 # wasm32-wasi std, cargo, and the qrcode crate with its dependencies in Debian's registry
-# directory), and Csmith and creduce for differential testing.
-APT_PACKAGES := rustc cargo libstd-rust-dev-wasm32 librust-qrcode-dev csmith libcsmith-dev creduce
+# directory), Csmith and creduce for differential testing, and Chromium, in which a test loads
+# the evaluation report.
+APT_PACKAGES := rustc cargo libstd-rust-dev-wasm32 librust-qrcode-dev csmith libcsmith-dev creduce chromium
 
 .PHONY: setup system-packages demo test clean
 

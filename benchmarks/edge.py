@@ -45,14 +45,23 @@ SERVICES = ("encrypt", "decrypt", "random", "invert", "bin2base64")
 RUST_SERVICES = ("qr_str", "qr_image")
 KINDS = ("plain", "multivariant", "traced")  # traced: the default build with --trace, for RQ2/RQ3
 QR_REQUEST = b"https://example.org/multivariant-execution-at-the-edge"
-# The reference's per-endpoint figures: functions, dispatchers, variants, unique-path ratio per node
-# (lowest), slowdown of the median latency.
+# The reference's per-endpoint figures: functions, dispatchers, variants, median latency of the
+# original and the multivariant service (µs, on its own edge host) and their ratio.
 REFERENCE = {
-    "encrypt": {"functions": 23, "dispatchers": 5, "variants": 56, "slowdown": 31.0},
-    "decrypt": {"functions": 20, "dispatchers": 5, "variants": 49, "slowdown": 17.0},
-    "random": {"functions": 8, "dispatchers": 2, "variants": 238, "slowdown": 14.5},
-    "invert": {"functions": 8, "dispatchers": 2, "variants": 125, "slowdown": 2.9},
-    "bin2base64": {"functions": 3, "dispatchers": 2, "variants": 47, "slowdown": 21.5},
+    "encrypt": {"functions": 23, "dispatchers": 5, "variants": 56, "plain_median_us": 7,
+                "multivariant_median_us": 217, "slowdown": 31.0},
+    "decrypt": {"functions": 20, "dispatchers": 5, "variants": 49, "plain_median_us": 13,
+                "multivariant_median_us": 225, "slowdown": 17.0},
+    "random": {"functions": 8, "dispatchers": 2, "variants": 238, "plain_median_us": 16,
+               "multivariant_median_us": 232, "slowdown": 14.5},
+    "invert": {"functions": 8, "dispatchers": 2, "variants": 125, "plain_median_us": 119,
+               "multivariant_median_us": 341, "slowdown": 2.9},
+    "bin2base64": {"functions": 3, "dispatchers": 2, "variants": 47, "plain_median_us": 10,
+                   "multivariant_median_us": 215, "slowdown": 21.5},
+    "qr_str": {"functions": 982, "dispatchers": 17, "variants": 2092, "plain_median_us": 3117,
+               "multivariant_median_us": 492606, "slowdown": 158.0},
+    "qr_image": {"functions": 858, "dispatchers": 15, "variants": 2063, "plain_median_us": 3091,
+                 "multivariant_median_us": 512669, "slowdown": 166.0},
 }
 
 
@@ -144,7 +153,8 @@ def rq1(services: dict[str, dict[str, Path]]) -> dict[str, dict]:
         rows[name] = {"functions": totals["functions"], "dispatchers": totals["dispatched"],
                       "variants": totals["bodies"] - totals["dispatched"], "bodies": totals["bodies"],
                       "preserved_wasm": rates["overall"]["wasm"], "preserved_native": rates["overall"]["native"],
-                      "size_plain": services["plain"][name].stat().st_size, "size_multivariant": module.stat().st_size}
+                      "size_plain": services["plain"][name].stat().st_size, "size_multivariant": module.stat().st_size,
+                      "seed": manifest["seed"]}
     return rows
 
 
@@ -211,6 +221,11 @@ def rq2_rq3(services: dict[str, Path], bodies: dict[str, bytes], nodes: int, cal
     return rows
 
 
+def _samples(times: dict) -> dict[str, list[float]]:
+    """Latency samples in µs (0.1 µs is finer than the clock's noise), keyed as JSON keys are."""
+    return {str(k): [round(v * 1e6, 1) for v in values] for k, values in times.items()}
+
+
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -252,6 +267,7 @@ def overhead(services: dict[str, dict[str, Path]], bodies: dict[str, bytes], run
             row["ratio_p95"] = row["multivariant_p95_us"] / row["plain_p95_us"]
             row["ratio_http_median"] = row["multivariant_http_median_us"] / row["plain_http_median_us"]
             row["ratio_http_p95"] = row["multivariant_http_p95_us"] / row["plain_http_p95_us"]
+            row["samples_us"] = _samples(times)  # for the report's distributions
             rows[name] = row
     finally:
         plain_server.close()
@@ -298,7 +314,8 @@ def rq4(services: dict[str, Path], bodies: dict[str, bytes], runs: int, widest: 
         pvalues = {k: mann_whitney(samples[0], samples[k]) for k in range(1, widest)}
         alpha = 0.05 / max(1, len(pvalues))  # Bonferroni over the comparisons
         rows[name] = {"median_us": {k: statistics.median(v) * 1e6 for k, v in samples.items()},
-                      "p_values": pvalues, "distinguishable": sorted(k for k, p in pvalues.items() if p < alpha)}
+                      "p_values": pvalues, "distinguishable": sorted(k for k, p in pvalues.items() if p < alpha),
+                      "samples_us": _samples(samples)}
     return rows
 
 
