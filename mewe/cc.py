@@ -33,7 +33,7 @@ from mewe.types import C_SUFFIXES, IR_SUFFIXES, OPT_LEVELS, CompileOptions, Mult
 PROG = "mewe-cc"
 DEFAULT_VARIANTS = 4
 # Driver-only settings besides MultivariantOptions' (see config.KEYS).
-DRIVER_KEYS = ("manifest", "verbose")
+DRIVER_KEYS = ("manifest", "verbose", "emit")
 ASM_SUFFIXES = (".s", ".S")
 # Flags whose value is the next argument (or joined to them).
 COMPILE_WITH_ARG = ("-I", "-D", "-U", "-include", "-imacros", "-isystem", "-iquote", "-idirafter", "-iprefix",
@@ -338,7 +338,7 @@ def _link(cmd: Command, mv: MultivariantOptions, plain: MultivariantOptions, dri
                 items.append(item)
         options = CompileOptions(opt_level=cmd.opt_level)
         link(items, output, options=options, multivariant=mv, write_manifest=driver.get("manifest") in ("1", "true"),
-             verbose=cmd.verbose)
+             verbose=cmd.verbose, emit=driver.get("emit", "module"))
     return 0
 
 

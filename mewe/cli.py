@@ -172,7 +172,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     progress = _TerminalProgress() if sys.stderr.isatty() and not args.verbose else None
     try:
         result = build(args.sources, output, options=options, multivariant=_multivariant(args), cc=args.cc,
-                       keep_temps=args.keep_temps, verbose=args.verbose, progress=progress)
+                       keep_temps=args.keep_temps, verbose=args.verbose, progress=progress, emit=args.emit)
     finally:
         if progress:
             progress.close()
@@ -185,7 +185,7 @@ def _cmd_cargo(args: argparse.Namespace) -> int:
 
     results = cargo_build(args.cargo_args, args.output, options=CompileOptions(opt_level=args.opt),
                           multivariant=_multivariant(args), cc=args.cc, keep_temps=args.keep_temps,
-                          verbose=args.verbose)
+                          verbose=args.verbose, emit=args.emit)
     for result in results:
         print(f"mewe: {result.output}", file=sys.stderr)
         _report_build(result, args.verbose)
@@ -389,6 +389,9 @@ def _add_multivariant_options(b: argparse.ArgumentParser) -> None:
 
 
 def _add_output_options(b: argparse.ArgumentParser) -> None:
+    b.add_argument("--emit", choices=("module", "component"), default="module",
+                   help="module: a WASI preview1 command module (default); component: a WASI 0.2 "
+                        "wasi:cli/command component, for hosts that run components")
     b.add_argument("--keep-temps", action="store_true", help="keep the linked bitcode (.bc) and object (.o) beside the output")
     b.add_argument("-v", "--verbose", action="store_true", help="print the commands run")
 

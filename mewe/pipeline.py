@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from mewe import executors, frontends, linker, runtime
+from mewe.component import check_emit, componentize
 from mewe.errors import MeweError
 from mewe.fsutil import write_atomic, write_outputs
 from mewe.toolchain import Toolchain, find_toolchain
@@ -270,8 +271,10 @@ def build(
     keep_temps: bool = False,
     verbose: bool = False,
     progress: Progress | None = None,
+    emit: str = "module",
 ) -> BuildResult:
-    """Compile `sources` (.c, .ll, .bc) into the WASI command module `output`.
+    """Compile `sources` (.c, .ll, .bc) into the WASI command module `output` (with
+    `emit="component"`, a WASI 0.2 `wasi:cli/command` component; see mewe.component).
 
     With `multivariant.variants > 0`, passes make that many variants of each function, the
     linker puts a dispatcher in front of them and links the discriminator in, and a manifest
@@ -285,6 +288,7 @@ def build(
     if not sources:
         raise MeweError("no input files")
     check_options(multivariant)
+    check_emit(emit)
     paths = [Path(s) for s in sources]
     for p in paths:  # report missing inputs before running any tool
         if not p.exists():
@@ -306,6 +310,9 @@ def build(
         manifest = Manifest(out.name, multivariant.variants, multivariant.seed, str(multivariant.policy),
                             multivariant.dispatch, str(multivariant.rerandomize), multivariant.tail_calls, multivariant.trace, reports)
         wasm = add_dispatch_table(wasm, manifest)
+    if emit == "component":
+        progress("making a component", 0, 0)
+        wasm = componentize(wasm, out.name)
     write_outputs([(out, wasm, 0o755)] + ([(manifest_path(out), manifest.to_json().encode(), 0o644)] if manifest else []))
 
     temps: list[Path] = []
@@ -329,6 +336,7 @@ def cargo_build(
     cc: str | None = None,
     keep_temps: bool = False,
     verbose: bool = False,
+    emit: str = "module",
 ) -> list[BuildResult]:
     """Build the binary targets of a cargo project as WASI command modules, one `build` each.
 
@@ -338,7 +346,8 @@ def cargo_build(
     or to `output` when exactly one is selected; rustc's own build stays where cargo puts it.
     """
     check_options(multivariant)
+    check_emit(emit)
     binaries = frontends.rust.cargo_bitcode(list(cargo_args), opt_level=options.opt_level, single=output is not None,
                                             verbose=verbose)
     return [build([b.bitcode], output if output is not None else b.mewe_dir / f"{b.name}.wasm", options=options,
-                  multivariant=multivariant, cc=cc, keep_temps=keep_temps, verbose=verbose) for b in binaries]
+                  multivariant=multivariant, cc=cc, keep_temps=keep_temps, verbose=verbose, emit=emit) for b in binaries]

@@ -186,8 +186,8 @@ class Figures:
             ax.xaxis.set_minor_formatter(_plain_ticks())
             ax.set_ylim(0, 1.02)
             slowdown = reference.get(name, {}).get("slowdown")
-            ax.set_title(f"{name}: median ×{number(overhead[name]['ratio_median'])}"
-                         f" (reference ×{number(slowdown) if slowdown else '—'})", loc="left")
+            ax.set_title(f"{name}: ×{number(overhead[name]['ratio_median'])}"
+                         f" (ref. ×{number(slowdown) if slowdown else '—'})", loc="left")
             ax.set_xlabel("latency (µs, log scale)")
             if k % cols == 0:
                 ax.set_ylabel("fraction of requests")

@@ -25,6 +25,7 @@ from typing import Sequence
 import llvmlite.binding as llvm
 
 from mewe import frontends, linker, runtime
+from mewe.component import check_emit, componentize
 from mewe.errors import MeweError
 from mewe.fsutil import atomic_output, cache_dir, write_atomic, write_outputs
 from mewe.llvmir import parse_module
@@ -270,6 +271,7 @@ def link(
     write_manifest: bool = False,
     cc: str | None = None,
     verbose: bool = False,
+    emit: str = "module",
 ) -> BuildResult:
     """Link objects, archives and linker flags (`args`, in command-line order: `-lfoo`, `-L`,
     `-Wl,...` pass to the linker) into the WASI command module `output`.
@@ -277,9 +279,11 @@ def link(
     Multivariant objects from `compile_unit` get the runtime archive and a dispatch table;
     bitcode objects are merged and diversified here as one whole program (with `options` for
     code generation and `multivariant` for the passes). The policy, re-seed period and hold
-    come from `multivariant`. With `write_manifest`, the manifest goes beside the output.
+    come from `multivariant`. With `write_manifest`, the manifest goes beside the output. With
+    `emit="component"` the output is a WASI 0.2 command component (mewe.component).
     """
     check_options(multivariant)
+    check_emit(emit)
     toolchain = find_toolchain(cc)
     out = Path(output)
     items = resolve_libraries([str(a) for a in args])
@@ -301,6 +305,8 @@ def link(
         present = set(parse_wasm(data).function_names.values())
         manifest = _unit_manifest(out, payload, multivariant, present)
         data = add_dispatch_table(strip_custom_sections(data, lambda name: name == UNITS_SECTION), manifest)
+    if emit == "component":
+        data = componentize(data, out.name)
     written = None
     if manifest is not None and write_manifest and not (out.exists() and not out.is_file()):  # not beside /dev/null
         written = manifest_path(out)

@@ -12,6 +12,16 @@ from mewe.errors import MeweError
 from mewe.types import Dispatcher
 
 MAGIC = b"\0asm\x01\0\0\0"
+COMPONENT_MAGIC = b"\0asm\x0d\0\x01\0"  # version 13, layer 1: a component (the component model)
+
+
+def not_a_module(data: bytes) -> str | None:
+    """Why `data` is not a core wasm module, in a few words; None when it is one."""
+    if data[:8] == MAGIC:
+        return None
+    if data[:8] == COMPONENT_MAGIC:
+        return "a WASI component; this takes a core module (build it with --emit module)"
+    return "not a wasm module (bad magic or version)"
 # The custom section naming each dispatcher (by id) and its variant count, for hosts that trace.
 DISPATCH_SECTION = "mewe.dispatchers"
 CUSTOM, TYPE, IMPORT, FUNCTION, TABLE, MEMORY, GLOBAL, EXPORT, START, ELEMENT, CODE, DATA = 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
@@ -130,8 +140,8 @@ def _symbols(r: _Reader, mod: WasmModule) -> None:
 
 def parse_wasm(data: bytes) -> WasmModule:
     """Parse the sections mewe needs; raises MeweError on anything that is not a wasm module."""
-    if data[:8] != MAGIC:
-        raise MeweError("not a wasm module (bad magic or version)")
+    if not_a_module(data):
+        raise MeweError(not_a_module(data))
     mod = WasmModule()
     r = _Reader(data, 8)
     while r.pos < r.end:
@@ -169,8 +179,8 @@ def strip_debug(data: bytes) -> bytes:
 
 def strip_custom_sections(data: bytes, drop) -> bytes:
     """`data` without the custom sections whose name `drop(name)` is true."""
-    if data[:8] != MAGIC:
-        raise MeweError("not a wasm module (bad magic or version)")
+    if not_a_module(data):
+        raise MeweError(not_a_module(data))
     out = bytearray(MAGIC)
     r = _Reader(data, 8)
     while r.pos < r.end:

@@ -20,7 +20,7 @@ import wasmtime
 
 from mewe.errors import MeweError
 from mewe.types import Policy
-from mewe.wasm import dispatch_table
+from mewe.wasm import COMPONENT_MAGIC, dispatch_table, not_a_module
 
 # What a shell reports for an aborted process; wasmtime's own CLI uses it for traps too.
 TRAP_EXIT_CODE = 134
@@ -44,6 +44,8 @@ def _compile(engine: wasmtime.Engine, path: str, mtime_ns: int, size: int) -> tu
     data = Path(path).read_bytes()
     if data[:4] != b"\0asm":  # wasmtime would read anything else as WAT text, and say why not in its words
         raise MeweError(f"{path}: not a wasm module")
+    if data[:8] == COMPONENT_MAGIC:
+        raise MeweError(f"{path}: {not_a_module(data)}")
     try:
         module = wasmtime.Module(engine, data)
     except wasmtime.WasmtimeError as exc:
@@ -51,6 +53,11 @@ def _compile(engine: wasmtime.Engine, path: str, mtime_ns: int, size: int) -> tu
         raise MeweError(f"{path}: not a valid wasm module: {first}") from None
     table = dispatch_table(data) or []
     return module, {d.id: (d.name, d.variants) for d in table}
+
+
+def _is_component(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(8) == COMPONENT_MAGIC
 
 
 def load_module(engine: wasmtime.Engine, path: Path) -> tuple[wasmtime.Module, dict[int, tuple[str, int]]]:
@@ -118,6 +125,14 @@ def run(
     (or, a TraceDigest, only their hash and count).
     """
     path = Path(module)
+    if path.is_file() and _is_component(path):
+        if policy is not None or trace is not None:
+            raise MeweError(f"{path}: a component's policy and tracing are fixed when it is built "
+                            "(--policy and --trace here apply to modules)")
+        from mewe.component import run_component
+
+        return run_component(path, list(args), env=dict(env or {}), dirs=[_parse_dir(d) for d in dirs],
+                             stdin=stdin, stdout=stdout, stderr=stderr)
     engine = _engine()
     wasm, dispatchers = load_module(engine, path)
     config = wasmtime.WasiConfig()

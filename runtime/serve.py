@@ -63,7 +63,7 @@ class Limits:
 
 def service_names(modules: Sequence[str | os.PathLike]) -> dict[str, Path]:
     """Route name -> module; raises MeweError for missing files, non-wasm files and clashes."""
-    from mewe.wasm import MAGIC
+    from mewe.wasm import not_a_module
 
     routes: dict[str, Path] = {}
     for module in modules:
@@ -71,8 +71,9 @@ def service_names(modules: Sequence[str | os.PathLike]) -> dict[str, Path]:
         if not path.is_file():
             raise MeweError(f"{path}: no such file")
         with open(path, "rb") as fh:
-            if fh.read(8) != MAGIC:
-                raise MeweError(f"{path}: not a wasm module")
+            why = not_a_module(fh.read(8))
+            if why:
+                raise MeweError(f"{path}: {why}")
         name = path.name.removesuffix(".wasm")
         if name in routes:
             raise MeweError(f"two services are called '{name}': {routes[name]} and {path}")

@@ -80,7 +80,7 @@ def test_report_shows_the_run_numbers(results, tmp_path):
     assert f"> {number(ratio)}×</text>" in _chart(page, "Overhead: slowdown of the median")
     assert f"> {data['rq1']['sort']['variants']}</text>" in _chart(page, "RQ1: variants per endpoint")
     cdf = _chart(page, "Latency distributions, plain vs multivariant (in process, instantiation included)")
-    assert f"sort: median ×{number(ratio)}" in cdf and "plain build (same toolchain)" in cdf
+    assert f"sort: ×{number(ratio)} (ref. ×" in cdf and "plain build (same toolchain)" in cdf
     median = data["rq4"]["sort"]["median_us"]["2"]
     assert f"2: {number(median)}" in page.split('id="rq4"')[1]
     assert len(data["overhead"]["sort"]["samples_us"]["multivariant"]) == 6  # the distribution's samples

@@ -1,0 +1,106 @@
+"""WASI 0.2 components (`--emit component`): built from the examples plain and multivariant,
+run by `mewe run` under wasmtime's WASI 0.2 with the same bytes out as the core module; the
+errors a user meets (a traced build, a component given to serve or inspect) are one line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import EXAMPLES, mewe
+from mewe.wasm import COMPONENT_MAGIC, MAGIC
+
+BIN = Path(sys.executable).parent
+INPUTS = {"base64": b"multivariant execution at the edge", "sort": b"42\n-7\n19\n3\n3\n1000\n",
+          "interp": b"let x = 6\nprint x * 7\nprint fib(15)\n"}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    out = tmp_path_factory.mktemp("components")
+    paths = {}
+    for name in INPUTS:
+        for variants in ((0, 3) if name == "base64" else (3,)):  # plain and multivariant
+            for emit in ("module", "component"):
+                target = out / f"{name}-{variants}-{emit}.wasm"
+                res = mewe("build", EXAMPLES / f"{name}.c", "--variants", variants, "--emit", emit, "-o", target)
+                assert res.returncode == 0, res.stderr
+                paths[name, variants, emit] = target
+    return paths
+
+
+def test_components_run_like_their_modules(built):
+    for (name, variants, emit), path in built.items():
+        head = path.read_bytes()[:8]
+        assert head == (COMPONENT_MAGIC if emit == "component" else MAGIC)
+        if emit == "module":
+            continue
+        module = mewe("run", built[name, variants, "module"], stdin=INPUTS[name])
+        component = mewe("run", path, stdin=INPUTS[name])
+        assert module.returncode == 0 and component.returncode == 0, component.stderr
+        assert component.stdout == module.stdout and module.stdout
+
+
+def test_the_component_is_reproducible(built, tmp_path):
+    again = tmp_path / built["sort", 3, "component"].name  # the name is in the module's name section
+    assert mewe("build", EXAMPLES / "sort.c", "--variants", 3, "--emit", "component", "-o", again).returncode == 0
+    assert again.read_bytes() == built["sort", 3, "component"].read_bytes()
+
+
+def test_exit_status_and_traps(tmp_path):
+    source = tmp_path / "status.c"
+    source.write_text('#include <stdio.h>\n#include <stdlib.h>\n'
+                      'int main(int argc, char **argv) { printf("%d %s\\n", argc, argv[argc - 1]);'
+                      ' if (argc > 2) abort(); return argc > 1 ? 3 : 0; }\n')
+    component = tmp_path / "status.wasm"
+    assert mewe("build", source, "--variants", 2, "--emit", "component", "-o", component).returncode == 0
+    ok = mewe("run", component)
+    assert ok.returncode == 0 and ok.stdout.endswith(b"status.wasm\n")
+    failed = mewe("run", component, "hello")
+    assert failed.returncode == 1 and failed.stdout == b"2 hello\n"  # WASI 0.2 exits succeed or fail, no code
+    trapped = mewe("run", component, "a", "b")
+    assert trapped.returncode == 134 and trapped.stdout == b"3 b\n"
+    assert trapped.stderr.strip().splitlines() == ["mewe: error: status.wasm: wasm trap: wasm `unreachable` "
+                                                   "instruction executed in function 'abort'"]
+
+
+def test_what_cannot_be_a_component_is_refused_in_one_line(built, tmp_path):
+    out = tmp_path / "traced.wasm"
+    res = mewe("build", EXAMPLES / "sort.c", "--variants", 2, "--trace", "--emit", "component", "-o", out)
+    assert res.returncode == 1 and not out.exists()
+    assert res.stderr.strip().splitlines()[-1] == ("mewe: error: traced.wasm: cannot be a component: it imports "
+                                                   "mewe.trace, from --trace (traces go to mewe's own hosts)")
+    component = built["sort", 3, "component"]
+    for args in (("inspect", component), ("serve", component, "--port", "0"), ("run", "--policy", "pinned:1", component)):
+        res = mewe(*args)
+        assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+        assert str(component) in res.stderr
+    bad = mewe("build", EXAMPLES / "sort.c", "--emit", "components", "-o", tmp_path / "x.wasm")
+    assert bad.returncode == 2 and "invalid choice: 'components'" in bad.stderr
+
+
+def test_mewe_cc_links_a_component(tmp_path):
+    """The drop-in driver: -mewe-emit=component (or MEWE_EMIT) at the link step."""
+    obj = tmp_path / "sort.o"
+    subprocess.run([str(BIN / "mewe-cc"), "-O2", "-c", str(EXAMPLES / "sort.c"), "-o", str(obj)], check=True)
+    app = tmp_path / "sort"
+    subprocess.run([str(BIN / "mewe-cc"), str(obj), "-o", str(app), "-mewe-emit=component"], check=True)
+    assert app.read_bytes()[:8] == COMPONENT_MAGIC
+    res = mewe("run", app, stdin=INPUTS["sort"])
+    assert res.returncode == 0 and res.stdout == b"-7\n1000\n19\n3\n3\n42\n"  # sort(1) without -n
+    bad = subprocess.run([str(BIN / "mewe-cc"), str(obj), "-o", str(tmp_path / "x"), "-mewe-emit=elf"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 1 and "invalid output kind 'elf' (use module or component)" in bad.stderr
+
+
+def test_a_bad_adapter_is_named(tmp_path):
+    fake = tmp_path / "adapter.wasm"
+    fake.write_text("not wasm")
+    res = subprocess.run([sys.executable, "-m", "mewe", "build", str(EXAMPLES / "base64.c"), "--emit", "component",
+                          "-o", str(tmp_path / "b.wasm")], capture_output=True, text=True,
+                         env={**os.environ, "MEWE_WASI_ADAPTER": str(fake)})
+    assert res.returncode == 1 and res.stderr.strip() == f"mewe: error: MEWE_WASI_ADAPTER: {fake}: not a wasm module"
