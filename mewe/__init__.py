@@ -10,6 +10,7 @@ are importable: `mewe.frontends` (sources -> LLVM IR), `mewe.passes` (variants),
     mewe.build(["service.c"], "service.wasm", multivariant=mewe.MultivariantOptions(variants=8))
     mewe.cargo_build(["--manifest-path", "svc/Cargo.toml"], multivariant=mewe.MultivariantOptions(variants=4))
     mewe.run("service.wasm", ["arg"], policy="seeded:1")
+    mewe.build(["service.c"], "service.wasm", emit="component")   # a WASI 0.2 command component
     mewe.preservation("service.wasm").rates()
 """
 
@@ -20,7 +21,7 @@ from mewe.errors import MeweError  # noqa: E402
 # Everything else loads on first use (PEP 562), so a tool that needs little (mewe-cc's client,
 # `mewe --help`) does not pay for LLVM, wasmtime or even dataclasses at start-up.
 _LAZY = {"build": "mewe.pipeline", "cargo_build": "mewe.pipeline", "run": "mewe.runtime",
-         "TraceDigest": "mewe.runtime", "preservation": "mewe.inspect",
+         "TraceDigest": "mewe.runtime", "preservation": "mewe.inspect", "componentize": "mewe.component",
          **{name: "mewe.types" for name in ("BuildResult", "CompileOptions", "IRModule", "Manifest",
                                             "MultivariantOptions", "Policy", "Rerandomize", "Variant")}}
 
@@ -35,5 +36,5 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'mewe' has no attribute '{name}'")
 
 
-__all__ = ["build", "cargo_build", "run", "TraceDigest", "preservation", "MeweError", "BuildResult", "CompileOptions", "IRModule",
+__all__ = ["build", "cargo_build", "run", "TraceDigest", "preservation", "componentize", "MeweError", "BuildResult", "CompileOptions", "IRModule",
            "Manifest", "MultivariantOptions", "Policy", "Rerandomize", "Variant", "__version__"]

@@ -1,0 +1,83 @@
+"""Hosts mewe did not write run what mewe builds, byte for byte: every example, plain and
+multivariant under several policies, as a core module under wasmtime (`mewe run`) and Node's
+built-in WASI (V8), and as a WASI 0.2 component under wasmtime and jco (`jco run`, the
+Bytecode Alliance's component host on Node, from npm into the cache)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import EXAMPLES, mewe
+from mewe import componentize
+from mewe.fsutil import cache_dir
+
+pytestmark = pytest.mark.slow  # jco from npm (once, ~20 s), 12 builds, Node runs
+
+JCO = "@bytecodealliance/jco@1.35.0"
+RUNS = {  # example -> (stdin, args, exit status)
+    "base64": (b"multivariant execution at the edge", [], 0),
+    "hash": (b"abc" * 1000, [], 0),
+    "interp": (b"let x = 3*(4+5)\nprint x - 2\nprint fib(18)\nprint 1/0\n", [], 1),
+    "sort": (b"42\n-7\n19\n3\n3\n1000\n", ["-n"], 0),
+}
+BUILDS = {"plain": [], "random": ["--variants", "2"], "pinned:2": ["--variants", "2", "--policy", "pinned:2"],
+          "seeded:7": ["--variants", "2", "--policy", "seeded:7"]}
+EVERY_POLICY = ("interp", "sort")  # the others: plain and random only, to keep the test short
+NODE_WASI = """
+const { WASI } = require('node:wasi');
+const fs = require('node:fs');
+(async () => {
+  const [path, ...args] = process.argv.slice(1);
+  const wasi = new WASI({ version: 'preview1', args: [path, ...args], env: {}, returnOnExit: true });
+  const instance = await WebAssembly.instantiate(await WebAssembly.compile(fs.readFileSync(path)), wasi.getImportObject());
+  process.exitCode = wasi.start(instance);
+})();
+"""
+
+
+def _need(tool: str) -> str:
+    found = shutil.which(tool)
+    if found is None:
+        pytest.fail(f"needs {tool} (Node.js and npm: apt install nodejs npm)")
+    return found
+
+
+@pytest.fixture(scope="module")
+def jco() -> str:
+    _need("node")
+    prefix = cache_dir("hosts", JCO.rsplit("@", 1)[1])
+    binary = prefix / "node_modules" / ".bin" / "jco"
+    if not binary.exists():
+        subprocess.run([_need("npm"), "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(prefix), JCO],
+                       check=True, timeout=600)
+    return str(binary)
+
+
+def _node(module: Path, stdin: bytes, args: list[str]) -> tuple[int, bytes]:
+    proc = subprocess.run([_need("node"), "--no-warnings", "-e", NODE_WASI, str(module), *args], input=stdin,
+                          capture_output=True, timeout=120)
+    return proc.returncode, proc.stdout
+
+
+def test_every_host_gives_the_same_bytes(jco, tmp_path):
+    for name, (stdin, args, status) in RUNS.items():
+        for build, flags in BUILDS.items():
+            if name not in EVERY_POLICY and build not in ("plain", "random"):
+                continue
+            module = tmp_path / f"{name}-{build.replace(':', '-')}.wasm"
+            res = mewe("build", EXAMPLES / f"{name}.c", *flags, "-o", module)
+            assert res.returncode == 0, res.stderr
+            component = module.with_suffix(".component.wasm")
+            component.write_bytes(componentize(module.read_bytes(), module.name))
+            reference = mewe("run", module, *args, stdin=stdin)
+            assert reference.returncode == status and reference.stdout, (name, build, reference.stderr)
+            where = f"{name}, {build}"
+            assert _node(module, stdin, args) == (status, reference.stdout), f"{where}: Node's WASI differs"
+            ours = mewe("run", component, *args, stdin=stdin)
+            assert (ours.returncode, ours.stdout) == (status, reference.stdout), f"{where}: component under wasmtime"
+            theirs = subprocess.run([jco, "run", str(component), *args], input=stdin, capture_output=True, timeout=120)
+            assert (theirs.returncode, theirs.stdout) == (status, reference.stdout), f"{where}: component under jco"
