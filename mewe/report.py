@@ -79,6 +79,16 @@ class Figures:
         figure = self._figure(figsize=(width, height or 2.4 * rows), layout="constrained")
         return figure, figure.subplots(rows, cols, squeeze=False)
 
+    def small_multiples(self, count: int, extra_height: float):
+        """A grid of `count` plots, two to a row (unused cells hidden): figure, plots, columns."""
+        cols = 2 if count > 1 else 1
+        rows = math.ceil(count / cols)
+        figure, axes = self.new(rows, cols, height=extra_height + 2.0 * rows)
+        cells = [axes[k // cols][k % cols] for k in range(rows * cols)]
+        for ax in cells[count:]:
+            ax.set_visible(False)
+        return figure, cells[:count], cols
+
     def svg(self, figure, title: str) -> str:
         """`figure` as an SVG element for the page: ids made unique on the page (several
         figures share it), the size a maximum rather than fixed, so it shrinks on a phone."""
@@ -168,13 +178,10 @@ class Figures:
 
     def latency_cdfs(self, endpoints: list[str], overhead: dict, reference: dict) -> str:
         """Small multiples, one per endpoint: the latency distribution (empirical CDF) of the plain
-        and the multivariant service, in process; the reference's medians as markers."""
+        and the multivariant service, in process; the reference's slowdown in each title."""
         title = "Latency distributions, plain vs multivariant (in process, instantiation included)"
-        cols = 2 if len(endpoints) > 1 else 1
-        rows = math.ceil(len(endpoints) / cols)
-        figure, axes = self.new(rows, cols, height=0.8 + 2.0 * rows)
-        for k, name in enumerate(endpoints):
-            ax = axes[k // cols][k % cols]
+        figure, cells, cols = self.small_multiples(len(endpoints), 0.8)
+        for k, (name, ax) in enumerate(zip(endpoints, cells)):
             samples = overhead[name]["samples_us"]
             for s, key in ((PLAIN, "plain"), (MULTIVARIANT, "multivariant")):
                 values = sorted(samples[key])
@@ -191,8 +198,6 @@ class Figures:
             ax.set_xlabel("latency (µs, log scale)")
             if k % cols == 0:
                 ax.set_ylabel("fraction of requests")
-        for k in range(len(endpoints), rows * cols):
-            axes[k // cols][k % cols].set_visible(False)
         self.legend(figure, [(PLAIN.colour, PLAIN.label, "bar"), (MULTIVARIANT.colour, "mewe multivariant", "bar")])
         figure.suptitle(title, x=0.0, ha="left", fontsize=10)
         return self.svg(figure, title)
@@ -200,11 +205,8 @@ class Figures:
     def pinned_paths(self, endpoints: list[str], rq4: dict) -> str:
         """RQ4: one box per pinned path (its latency samples), per endpoint."""
         title = "RQ4: latency under each pinned path (box: quartiles; whiskers: 1.5 IQR)"
-        cols = 2 if len(endpoints) > 1 else 1
-        rows = math.ceil(len(endpoints) / cols)
-        figure, axes = self.new(rows, cols, height=0.6 + 2.0 * rows)
-        for k, name in enumerate(endpoints):
-            ax = axes[k // cols][k % cols]
+        figure, cells, cols = self.small_multiples(len(endpoints), 0.6)
+        for k, (name, ax) in enumerate(zip(endpoints, cells)):
             row = rq4[name]
             paths = list(row["samples_us"])
             box = ax.boxplot([row["samples_us"][p] for p in paths], tick_labels=paths, patch_artist=True,
@@ -216,8 +218,6 @@ class Figures:
             ax.set_xlabel("pinned path K")
             if k % cols == 0:
                 ax.set_ylabel("latency (µs)")
-        for k in range(len(endpoints), rows * cols):
-            axes[k // cols][k % cols].set_visible(False)
         figure.suptitle(title, x=0.0, ha="left", fontsize=10)
         return self.svg(figure, title)
 

@@ -88,6 +88,8 @@ def test_report_shows_the_run_numbers(results, tmp_path):
     # Ids stay unique although several figures share the page.
     ids = re.findall(r'\bid="([^"]+)"', page)
     assert len(ids) == len(set(ids))
+    assert mewe("report", path, "-o", tmp_path / "again.html").returncode == 0  # same results, same page
+    assert (tmp_path / "again.html").read_text() == page
     bad = mewe("report", tmp_path / "report.html", "-o", tmp_path / "x.html")
     assert bad.returncode == 1 and bad.stderr.startswith("mewe: error: ") and "not JSON" in bad.stderr
 
