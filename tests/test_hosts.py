@@ -1,7 +1,7 @@
-"""Hosts mewe did not write run what mewe builds, byte for byte: every example, plain and
-multivariant under several policies, as a core module under wasmtime (`mewe run`) and Node's
-built-in WASI (V8), and as a WASI 0.2 component under wasmtime and jco (`jco run`, the
-Bytecode Alliance's component host on Node, from npm into the cache)."""
+"""Hosts mewe did not write run what mewe builds, byte for byte: every example and the QR
+endpoints (Rust), plain and multivariant under several policies, as a core module under
+wasmtime (`mewe run`) and Node's built-in WASI (V8), and as a WASI 0.2 component under wasmtime
+and jco (`jco run`, the Bytecode Alliance's component host on Node, from npm into the cache)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import EXAMPLES, mewe
-from mewe import componentize
+from conftest import EXAMPLES, ROOT, mewe
+from mewe import MultivariantOptions, cargo_build, componentize
 from mewe.fsutil import cache_dir
 
-pytestmark = pytest.mark.slow  # jco from npm (once, ~20 s), 12 builds, Node runs
+pytestmark = pytest.mark.slow  # jco from npm (once, ~20 s), 12 builds and 2 cargo builds, Node runs
 
 JCO = "@bytecodealliance/jco@1.35.0"
 RUNS = {  # example -> (stdin, args, exit status)
@@ -63,6 +63,18 @@ def _node(module: Path, stdin: bytes, args: list[str]) -> tuple[int, bytes]:
     return proc.returncode, proc.stdout
 
 
+def _same_everywhere(jco: str, module: Path, stdin: bytes, args: list[str], status: int, where: str) -> None:
+    component = module.with_suffix(".component.wasm")
+    component.write_bytes(componentize(module.read_bytes(), module.name))
+    reference = mewe("run", module, *args, stdin=stdin)
+    assert reference.returncode == status and reference.stdout, (where, reference.stderr)
+    assert _node(module, stdin, args) == (status, reference.stdout), f"{where}: Node's WASI differs"
+    ours = mewe("run", component, *args, stdin=stdin)
+    assert (ours.returncode, ours.stdout) == (status, reference.stdout), f"{where}: component under wasmtime"
+    theirs = subprocess.run([jco, "run", str(component), *args], input=stdin, capture_output=True, timeout=120)
+    assert (theirs.returncode, theirs.stdout) == (status, reference.stdout), f"{where}: component under jco"
+
+
 def test_every_host_gives_the_same_bytes(jco, tmp_path):
     for name, (stdin, args, status) in RUNS.items():
         for build, flags in BUILDS.items():
@@ -71,13 +83,17 @@ def test_every_host_gives_the_same_bytes(jco, tmp_path):
             module = tmp_path / f"{name}-{build.replace(':', '-')}.wasm"
             res = mewe("build", EXAMPLES / f"{name}.c", *flags, "-o", module)
             assert res.returncode == 0, res.stderr
-            component = module.with_suffix(".component.wasm")
-            component.write_bytes(componentize(module.read_bytes(), module.name))
-            reference = mewe("run", module, *args, stdin=stdin)
-            assert reference.returncode == status and reference.stdout, (name, build, reference.stderr)
-            where = f"{name}, {build}"
-            assert _node(module, stdin, args) == (status, reference.stdout), f"{where}: Node's WASI differs"
-            ours = mewe("run", component, *args, stdin=stdin)
-            assert (ours.returncode, ours.stdout) == (status, reference.stdout), f"{where}: component under wasmtime"
-            theirs = subprocess.run([jco, "run", str(component), *args], input=stdin, capture_output=True, timeout=120)
-            assert (theirs.returncode, theirs.stdout) == (status, reference.stdout), f"{where}: component under jco"
+            _same_everywhere(jco, module, stdin, args, status, f"{name}, {build}")
+
+
+def test_the_qr_endpoints_on_every_host(jco, tmp_path):
+    project = tmp_path / "qr"
+    shutil.copytree(ROOT / "services" / "qr", project, ignore=shutil.ignore_patterns("target", "Cargo.lock"))
+    request = b"https://example.org/multivariant-execution-at-the-edge"
+    for kind, options in (("plain", MultivariantOptions()), ("multivariant", MultivariantOptions(variants=2, seed=3))):
+        out = tmp_path / kind
+        out.mkdir()
+        for result in cargo_build(["--manifest-path", str(project / "Cargo.toml")], None, multivariant=options):
+            module = out / result.output.name
+            shutil.copy(result.output, module)
+            _same_everywhere(jco, module, request, ["H"], 0, f"{module.stem}, {kind}")

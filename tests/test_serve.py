@@ -180,7 +180,7 @@ def test_by_default_only_loopback_is_served(server):
 def test_serve_refuses_bad_modules(tmp_path):
     (tmp_path / "not.wasm").write_text("hello")
     res = mewe("serve", tmp_path / "not.wasm", "--port", "0")
-    assert res.returncode == 1 and res.stderr.strip() == f"mewe: error: {tmp_path / 'not.wasm'}: not a wasm module"
+    assert res.returncode == 1 and res.stderr.strip() == f"mewe: error: {tmp_path / 'not.wasm'}: not a wasm module (bad magic or version)"
     res = mewe("serve", tmp_path / "absent.wasm")
     assert res.returncode == 1 and "no such file" in res.stderr
 

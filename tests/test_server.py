@@ -88,7 +88,9 @@ def test_ctrl_c_on_a_client_interrupts_its_request_on_the_server(tmp_path, env):
     assert cc("-c", "x.c", "-o", "x.o", cwd=tmp_path, env=env).returncode == 0  # the server is up
     pid = int(mewe_server("status", env).stdout.split()[-1])
     slow = subprocess.Popen([str(BIN / "mewe-cc"), "-O2", "-c", str(EXAMPLES / "interp.c"), "-o", "interp.o",
-                             "-mewe-variants=60"], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+                             "-mewe-variants=60"], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True,
+                            # as from a terminal: a suite started in the background inherits SIGINT ignored
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 30
     while not child_pids(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
