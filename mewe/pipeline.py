@@ -274,7 +274,8 @@ def build(
     emit: str = "module",
 ) -> BuildResult:
     """Compile `sources` (.c, .ll, .bc) into the WASI command module `output` (with
-    `emit="component"`, a WASI 0.2 `wasi:cli/command` component; see mewe.component).
+    `emit="component"`, a WASI 0.2 `wasi:cli/command` component; with `emit="http"`, a
+    `wasi:http/proxy` component; see mewe.component).
 
     With `multivariant.variants > 0`, passes make that many variants of each function, the
     linker puts a dispatcher in front of them and links the discriminator in, and a manifest
@@ -310,9 +311,9 @@ def build(
         manifest = Manifest(out.name, multivariant.variants, multivariant.seed, str(multivariant.policy),
                             multivariant.dispatch, str(multivariant.rerandomize), multivariant.tail_calls, multivariant.trace, reports)
         wasm = add_dispatch_table(wasm, manifest)
-    if emit == "component":
+    if emit != "module":
         progress("making a component", 0, 0)
-        wasm = componentize(wasm, out.name)
+        wasm = componentize(wasm, out.name, emit)
     write_outputs([(out, wasm, 0o755)] + ([(manifest_path(out), manifest.to_json().encode(), 0o644)] if manifest else []))
 
     temps: list[Path] = []

@@ -280,7 +280,7 @@ def link(
     bitcode objects are merged and diversified here as one whole program (with `options` for
     code generation and `multivariant` for the passes). The policy, re-seed period and hold
     come from `multivariant`. With `write_manifest`, the manifest goes beside the output. With
-    `emit="component"` the output is a WASI 0.2 command component (mewe.component).
+    `emit="component"` or `"http"` the output is a WASI 0.2 component (mewe.component).
     """
     check_options(multivariant)
     check_emit(emit)
@@ -305,8 +305,8 @@ def link(
         present = set(parse_wasm(data).function_names.values())
         manifest = _unit_manifest(out, payload, multivariant, present)
         data = add_dispatch_table(strip_custom_sections(data, lambda name: name == UNITS_SECTION), manifest)
-    if emit == "component":
-        data = componentize(data, out.name)
+    if emit != "module":
+        data = componentize(data, out.name, emit)
     written = None
     if manifest is not None and write_manifest and not (out.exists() and not out.is_file()):  # not beside /dev/null
         written = manifest_path(out)

@@ -83,6 +83,28 @@ def test_what_cannot_be_a_component_is_refused_in_one_line(built, tmp_path):
     assert bad.returncode == 2 and "invalid choice: 'components'" in bad.stderr
 
 
+def test_an_http_component_is_a_wasi_http_proxy(tmp_path):
+    """`--emit http`: the world a wasi:http host expects (the handler exported; imports from
+    wasi:http, io, random and clocks only), reproducible; `mewe run` says where to serve it."""
+    out = tmp_path / "sort.wasm"
+    assert mewe("build", EXAMPLES / "sort.c", "--variants", 2, "--emit", "http", "-o", out).returncode == 0
+    assert out.read_bytes()[:8] == COMPONENT_MAGIC
+    world = subprocess.run([str(BIN / "wasm-tools"), "component", "wit", str(out)], capture_output=True, text=True,
+                           check=True).stdout.split("package wasi:")[0]
+    exports = [line.split()[1] for line in world.splitlines() if line.strip().startswith("export ")]
+    imports = [line.split()[1] for line in world.splitlines() if line.strip().startswith("import ")]
+    assert exports == ["wasi:http/incoming-handler@0.2.3;"]
+    assert imports and all(i.split("/")[0] in ("wasi:http", "wasi:io", "wasi:random", "wasi:clocks") for i in imports)
+    again = tmp_path / "again" / "sort.wasm"
+    again.parent.mkdir()
+    assert mewe("build", EXAMPLES / "sort.c", "--variants", 2, "--emit", "http", "-o", again).returncode == 0
+    assert again.read_bytes() == out.read_bytes()
+    res = mewe("run", out)
+    assert res.returncode == 1 and res.stderr.strip() == (f"mewe: error: {out}: a wasi:http component: serve it with "
+                                                          "an HTTP host such as `jco serve` or `wasmtime serve` "
+                                                          "(see docs/deploy.md)")
+
+
 def test_mewe_cc_links_a_component(tmp_path):
     """The drop-in driver: -mewe-emit=component (or MEWE_EMIT) at the link step."""
     obj = tmp_path / "sort.o"
@@ -94,7 +116,7 @@ def test_mewe_cc_links_a_component(tmp_path):
     assert res.returncode == 0 and res.stdout == b"-7\n1000\n19\n3\n3\n42\n"  # sort(1) without -n
     bad = subprocess.run([str(BIN / "mewe-cc"), str(obj), "-o", str(tmp_path / "x"), "-mewe-emit=elf"],
                          capture_output=True, text=True)
-    assert bad.returncode == 1 and "invalid output kind 'elf' (use module or component)" in bad.stderr
+    assert bad.returncode == 1 and "invalid output kind 'elf' (use module, component or http)" in bad.stderr
 
 
 def test_a_bad_adapter_is_named(tmp_path):

@@ -5,8 +5,11 @@ and jco (`jco run`, the Bytecode Alliance's component host on Node, from npm int
 
 from __future__ import annotations
 
+import http.client
 import shutil
+import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -97,3 +100,62 @@ def test_the_qr_endpoints_on_every_host(jco, tmp_path):
             module = out / result.output.name
             shutil.copy(result.output, module)
             _same_everywhere(jco, module, request, ["H"], 0, f"{module.stem}, {kind}")
+
+
+class JcoServe:
+    """`jco serve` (requests isolated in workers, as an edge host isolates them) on a free port."""
+
+    def __init__(self, jco: str, component: Path):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.proc = subprocess.Popen([jco, "serve", str(component), "--host", "127.0.0.1", "--port", str(self.port),
+                                      "--isolate-requests", "worker", "--isolate-worker-pool-size", "2"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # it transpiles the component first
+            line = self.proc.stdout.readline()
+            if "listening" in line or not line:
+                break
+        assert self.proc.poll() is None, "jco serve did not start"
+
+    def post(self, path: str, body: bytes = b"") -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        conn.request("POST", path, body=body)
+        response = conn.getresponse()
+        data = response.read()
+        conn.close()
+        return response.status, data
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def test_http_components_under_jco_serve(jco, tmp_path):
+    """`--emit http` served by a host mewe did not write: the body is stdin, `?arg=` the
+    arguments, stdout the 200 answer; a nonzero exit is a 500 with stderr; a trap is the
+    host's 5xx, and the host goes on serving."""
+    source = tmp_path / "status.c"
+    source.write_text('#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n'
+                      'int main(int argc, char **argv) { char line[64];'
+                      ' if (argc > 1 && !strcmp(argv[1], "trap")) abort();'
+                      ' if (argc > 1) { fprintf(stderr, "no such mode: %s\\n", argv[1]); return 3; }'
+                      ' while (fgets(line, sizeof line, stdin)) fputs(line, stdout); return 0; }\n')
+    for name, path in (("sort", EXAMPLES / "sort.c"), ("status", source)):
+        component = tmp_path / f"{name}.wasm"
+        res = mewe("build", path, "--variants", 2, "--emit", "http", "-o", component)
+        assert res.returncode == 0, res.stderr
+        server = JcoServe(jco, component)
+        try:
+            if name == "sort":
+                body = b"42\n-7\n19\n3\n1000\n"
+                assert server.post("/?arg=-n", body) == (200, b"-7\n3\n19\n42\n1000\n")
+                assert server.post("/", body) == (200, b"-7\n1000\n19\n3\n42\n")
+                continue
+            assert server.post("/", b"echo\nthis\n") == (200, b"echo\nthis\n")
+            assert server.post("/?arg=odd+mode%21") == (500, b"no such mode: odd mode!\n")
+            assert server.post("/?arg=trap")[0] >= 500
+            assert server.post("/", b"still here\n") == (200, b"still here\n")
+        finally:
+            server.close()
