@@ -16,6 +16,8 @@ same three ways; then measures:
   emulator (HTTP on loopback).
 - RQ4 timing side channel: latencies under `pinned:K` (one fixed path per K), each K against
   K=0 with a two-sided Mann-Whitney U test.
+- With `--jco`: latency of the plain and the multivariant build as wasi:http components
+  (`--emit http`) under `jco serve`, an HTTP host mewe did not write.
 
     python benchmarks/edge.py --json edge.json        # ~10 min on 2 cores (libsodium builds cached)
     python benchmarks/edge.py --endpoints qr_str,qr_image   # the Rust endpoints only
@@ -186,6 +188,95 @@ class Server:
         self.proc.wait(10)
 
 
+JCO = "@bytecodealliance/jco@1.35.0"
+
+
+def jco_binary() -> str:
+    """jco (the Bytecode Alliance's component host on Node), installed by npm into the cache."""
+    import shutil
+
+    from mewe.fsutil import cache_dir
+
+    prefix = cache_dir("hosts", JCO.rsplit("@", 1)[1])
+    binary = prefix / "node_modules" / ".bin" / "jco"
+    if not binary.exists():
+        npm = shutil.which("npm")
+        if npm is None or shutil.which("node") is None:
+            raise SystemExit("jco needs Node.js and npm (apt install nodejs npm)")
+        subprocess.run([npm, "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(prefix), JCO],
+                       check=True, timeout=600)
+    return str(binary)
+
+
+class JcoServer:
+    """`jco serve` of one wasi:http component on a free loopback port, each request in a fresh
+    worker (as an edge host isolates requests); HTTP calls to it."""
+
+    def __init__(self, component: Path, jco: str | None = None):
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.proc = subprocess.Popen([jco or jco_binary(), "serve", str(component), "--host", "127.0.0.1",
+                                      "--port", str(self.port), "--isolate-requests", "worker",
+                                      "--isolate-worker-pool-size", "2"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # it transpiles the component first
+            line = self.proc.stdout.readline()
+            if "listening" in line or not line:
+                break
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"jco serve did not start for {component.name}")
+
+    def call(self, path: str, body: bytes = b"") -> tuple[int, float, bytes]:
+        start = time.perf_counter()
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+        conn.request("POST", path, body=body)
+        resp = conn.getresponse()
+        data = resp.read()
+        elapsed = time.perf_counter() - start
+        conn.close()
+        return resp.status, elapsed, data
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def overhead_jco(services: dict[str, dict[str, Path]], bodies: dict[str, bytes], runs: int, tmp: Path) -> dict[str, dict]:
+    """Latency through jco serve (an HTTP host mewe did not write), the plain and the default
+    multivariant build of each endpoint as wasi:http components, alternated."""
+    from mewe import componentize
+
+    jco = jco_binary()
+    rows = {}
+    for name in services["multivariant"]:
+        servers = {}
+        try:
+            for kind in ("plain", "multivariant"):
+                component = tmp / f"{name}-{kind}.http.wasm"
+                component.write_bytes(componentize(services[kind][name].read_bytes(), name, "http"))
+                servers[kind] = JcoServer(component, jco)
+                servers[kind].call("/", bodies[name])  # warm the worker pool
+            times: dict[str, list[float]] = {"plain": [], "multivariant": []}
+            for _ in range(runs):
+                for kind, server in servers.items():
+                    status, elapsed, data = server.call("/", bodies[name])
+                    if status != 200:
+                        raise RuntimeError(f"{name} ({kind}) under jco serve: HTTP {status}: {data[:200]!r}")
+                    times[kind].append(elapsed)
+            row = {f"{kind}_median_us": statistics.median(v) * 1e6 for kind, v in times.items()}
+            row["ratio_median"] = row["multivariant_median_us"] / row["plain_median_us"]
+            row["samples_us"] = _samples(times)
+            rows[name] = row
+        finally:
+            for server in servers.values():
+                server.close()
+    return rows
+
+
 def entropy_ratio(counts: Counter, total: int) -> float:
     """Shannon entropy of the observed paths over its maximum for `total` calls (all distinct)."""
     if total <= 1:
@@ -330,6 +421,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=None, help="build directory (default: in the cache)")
     parser.add_argument("--reuse", action="store_true", help="reuse libsodium builds already in --work")
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--jco", action="store_true",
+                        help="also measure latency through jco serve (the builds as wasi:http components)")
     parser.add_argument("--endpoints", default=",".join(SERVICES + RUST_SERVICES),
                         help="comma-separated endpoints to evaluate (default: all seven)")
     args = parser.parse_args(argv)
@@ -364,6 +457,9 @@ def main(argv: list[str] | None = None) -> int:
         print("overhead", json.dumps(out["overhead"]), flush=True)
         out["rq4"] = rq4(services["multivariant"], bodies, args.rq4_runs, args.variants + 1, tmp)
         print("RQ4", json.dumps(out["rq4"]), flush=True)
+        if args.jco:
+            out["jco"] = overhead_jco(services, bodies, args.runs, tmp)
+            print("jco", json.dumps({n: r["ratio_median"] for n, r in out["jco"].items()}), flush=True)
     out["seconds"] = time.perf_counter() - started
     if args.json:
         args.json.write_text(json.dumps(out, indent=1) + "\n")

@@ -299,7 +299,7 @@ def render(data: dict) -> str:
              "seed": ", ".join(map(str, seeds)) if seeds else "not recorded"}
     absent = [n for n in ALL_ENDPOINTS if n not in endpoints]
     return template.render(endpoints=endpoints, absent=absent, about=about, rq1=data["rq1"], rq23=data["rq2_rq3"],
-                           overhead=data["overhead"], rq4=data["rq4"], reference=data["reference"],
+                           overhead=data["overhead"], rq4=data["rq4"], reference=data["reference"], jco=data.get("jco", {}),
                            settings=data["settings"], seconds=data.get("seconds"), citation=CITATION,
                            legend=LEGEND, target=LATENCY_TARGET, reference_unique=REFERENCE_UNIQUE,
                            reference_preserved=REFERENCE_PRESERVED,

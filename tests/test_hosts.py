@@ -5,22 +5,17 @@ and jco (`jco run`, the Bytecode Alliance's component host on Node, from npm int
 
 from __future__ import annotations
 
-import http.client
 import shutil
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import EXAMPLES, ROOT, mewe
+from conftest import EXAMPLES, ROOT, load_benchmark, mewe
 from mewe import MultivariantOptions, cargo_build, componentize
-from mewe.fsutil import cache_dir
 
 pytestmark = pytest.mark.slow  # jco from npm (once, ~20 s), 12 builds and 2 cargo builds, Node runs
 
-JCO = "@bytecodealliance/jco@1.35.0"
 RUNS = {  # example -> (stdin, args, exit status)
     "base64": (b"multivariant execution at the edge", [], 0),
     "hash": (b"abc" * 1000, [], 0),
@@ -51,13 +46,8 @@ def _need(tool: str) -> str:
 
 @pytest.fixture(scope="module")
 def jco() -> str:
-    _need("node")
-    prefix = cache_dir("hosts", JCO.rsplit("@", 1)[1])
-    binary = prefix / "node_modules" / ".bin" / "jco"
-    if not binary.exists():
-        subprocess.run([_need("npm"), "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(prefix), JCO],
-                       check=True, timeout=600)
-    return str(binary)
+    _need("node"), _need("npm")
+    return load_benchmark("edge").jco_binary()
 
 
 def _node(module: Path, stdin: bytes, args: list[str]) -> tuple[int, bytes]:
@@ -102,36 +92,6 @@ def test_the_qr_endpoints_on_every_host(jco, tmp_path):
             _same_everywhere(jco, module, request, ["H"], 0, f"{module.stem}, {kind}")
 
 
-class JcoServe:
-    """`jco serve` (requests isolated in workers, as an edge host isolates them) on a free port."""
-
-    def __init__(self, jco: str, component: Path):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.proc = subprocess.Popen([jco, "serve", str(component), "--host", "127.0.0.1", "--port", str(self.port),
-                                      "--isolate-requests", "worker", "--isolate-worker-pool-size", "2"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:  # it transpiles the component first
-            line = self.proc.stdout.readline()
-            if "listening" in line or not line:
-                break
-        assert self.proc.poll() is None, "jco serve did not start"
-
-    def post(self, path: str, body: bytes = b"") -> tuple[int, bytes]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-        conn.request("POST", path, body=body)
-        response = conn.getresponse()
-        data = response.read()
-        conn.close()
-        return response.status, data
-
-    def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
-
-
 def test_http_components_under_jco_serve(jco, tmp_path):
     """`--emit http` served by a host mewe did not write: the body is stdin, `?arg=` the
     arguments, stdout the 200 answer; a nonzero exit is a 500 with stderr; a trap is the
@@ -146,16 +106,17 @@ def test_http_components_under_jco_serve(jco, tmp_path):
         component = tmp_path / f"{name}.wasm"
         res = mewe("build", path, "--variants", 2, "--emit", "http", "-o", component)
         assert res.returncode == 0, res.stderr
-        server = JcoServe(jco, component)
+        server = load_benchmark("edge").JcoServer(component, jco)
+        post = lambda path, body=b"": server.call(path, body)[::2]  # noqa: E731 - status and body
         try:
             if name == "sort":
                 body = b"42\n-7\n19\n3\n1000\n"
-                assert server.post("/?arg=-n", body) == (200, b"-7\n3\n19\n42\n1000\n")
-                assert server.post("/", body) == (200, b"-7\n1000\n19\n3\n42\n")
+                assert post("/?arg=-n", body) == (200, b"-7\n3\n19\n42\n1000\n")
+                assert post("/", body) == (200, b"-7\n1000\n19\n3\n42\n")
                 continue
-            assert server.post("/", b"echo\nthis\n") == (200, b"echo\nthis\n")
-            assert server.post("/?arg=odd+mode%21") == (500, b"no such mode: odd mode!\n")
-            assert server.post("/?arg=trap")[0] >= 500
-            assert server.post("/", b"still here\n") == (200, b"still here\n")
+            assert post("/", b"echo\nthis\n") == (200, b"echo\nthis\n")
+            assert post("/?arg=odd+mode%21") == (500, b"no such mode: odd mode!\n")
+            assert post("/?arg=trap")[0] >= 500
+            assert post("/", b"still here\n") == (200, b"still here\n")
         finally:
             server.close()
