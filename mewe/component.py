@@ -150,9 +150,9 @@ def _check_imports(module: bytes, name: str) -> None:
                             f"{'from ' + reason if reason else 'which no WASI host provides'}")
 
 
-def run_component(path: Path, args: list[str], *, env: dict[str, str] | None, dirs: list[tuple[str, str]],
-                  stdin: str | None, stdout: str | None, stderr: str | None) -> int:
-    """Run the `wasi:cli/command` component at `path` under WASI 0.2; its exit status."""
+def run_component(path: Path, config) -> int:
+    """Run the `wasi:cli/command` component at `path` under WASI 0.2 with `config` (a
+    wasmtime.WasiConfig); its exit status."""
     import wasmtime
     from wasmtime import component
 
@@ -166,16 +166,6 @@ def run_component(path: Path, args: list[str], *, env: dict[str, str] | None, di
     if any(e.startswith("wasi:http/incoming-handler@") for e in compiled.type.exports(engine)):
         raise MeweError(f"{path}: a wasi:http component: serve it with an HTTP host such as `jco serve` or "
                         "`wasmtime serve` (see docs/deploy.md)")
-    config = wasmtime.WasiConfig()
-    config.argv = [path.name, *args]
-    config.env = [[k, v] for k, v in (env or {}).items()]
-    for host, guest in dirs:
-        config.preopen_dir(host, guest)
-    for stream, name in ((stdin, "stdin"), (stdout, "stdout"), (stderr, "stderr")):
-        if stream is None:
-            getattr(config, f"inherit_{name}")()
-        else:
-            setattr(config, f"{name}_file", str(stream))
     store = wasmtime.Store(engine)
     store.set_wasi(config)
     linker = component.Linker(engine)

@@ -131,29 +131,29 @@ def run(
                             "(--policy and --trace here apply to modules)")
         from mewe.component import run_component
 
-        return run_component(path, list(args), env=dict(env or {}), dirs=[_parse_dir(d) for d in dirs],
-                             stdin=stdin, stdout=stdout, stderr=stderr)
+        return run_component(path, wasi_config(path, args, env, dirs, stdin, stdout, stderr))
     engine = _engine()
     wasm, dispatchers = load_module(engine, path)
+    config = wasi_config(path, args, env, dirs, stdin, stdout, stderr)
+    return execute(engine, wasm, dispatchers, config, path, policy=policy, trace=trace)
+
+
+def wasi_config(path: Path, args: Iterable[str], env: Mapping[str, str] | None, dirs: Iterable[str],
+                stdin, stdout, stderr) -> wasmtime.WasiConfig:
+    """WASI settings as a shell gives a program: argv[0] the file's name, the environment and
+    preopens asked for, the caller's streams unless files are named."""
     config = wasmtime.WasiConfig()
     config.argv = [path.name, *args]
     config.env = [[k, v] for k, v in (env or {}).items()]
     for spec in dirs:
         host, guest = _parse_dir(spec)
         config.preopen_dir(host, guest)
-    if stdin is None:
-        config.inherit_stdin()
-    else:
-        config.stdin_file = str(stdin)
-    if stdout is None:
-        config.inherit_stdout()
-    else:
-        config.stdout_file = str(stdout)
-    if stderr is None:
-        config.inherit_stderr()
-    else:
-        config.stderr_file = str(stderr)
-    return execute(engine, wasm, dispatchers, config, path, policy=policy, trace=trace)
+    for stream, name in ((stdin, "stdin"), (stdout, "stdout"), (stderr, "stderr")):
+        if stream is None:
+            getattr(config, f"inherit_{name}")()
+        else:
+            setattr(config, f"{name}_file", str(stream))
+    return config
 
 
 class Trapped(MeweError):
