@@ -56,11 +56,11 @@ def wasm_tools() -> str:
     return found
 
 
-def _npm_file(package: str, member: str, why: str) -> bytes:
+def _npm_file(package: str, member: str, why: str) -> Path:
     """The file `member` of the npm package `package` (name@version), fetched once into the cache."""
     cached = cache_dir("npm", package.replace("/", "+")) / Path(member).name
     if cached.is_file():
-        return cached.read_bytes()
+        return cached
     npm = shutil.which("npm")
     if npm is None:
         raise MeweError(f"{why} needs the npm package {package}, and npm was not found (install Node.js and npm)")
@@ -77,7 +77,7 @@ def _npm_file(package: str, member: str, why: str) -> bytes:
             except (KeyError, AttributeError):
                 raise MeweError(f"{package} has no {member.removeprefix('package/')}") from None
     write_atomic(cached, data)
-    return data
+    return cached
 
 
 def command_adapter() -> Path:
@@ -88,10 +88,10 @@ def command_adapter() -> Path:
         if not path.is_file() or path.read_bytes()[:8] != MAGIC:
             raise MeweError(f"MEWE_WASI_ADAPTER: {path}: not a wasm module")
         return path
-    data = _npm_file(JCO, COMMAND_ADAPTER, "making a component (the WASI adapter)")
-    if data[:8] != MAGIC:
+    adapter = _npm_file(JCO, COMMAND_ADAPTER, "making a component (the WASI adapter)")
+    if adapter.read_bytes()[:8] != MAGIC:
         raise MeweError(f"{JCO}: {COMMAND_ADAPTER} is not a wasm module")
-    return cache_dir("npm", JCO.replace("/", "+")) / Path(COMMAND_ADAPTER).name
+    return adapter
 
 
 def http_adapter() -> Path:
@@ -99,7 +99,7 @@ def http_adapter() -> Path:
     embedded (cached by the content of its sources)."""
     here = resources.files("mewe.runtime")
     wat, world = (here / "http_adapter.wat").read_bytes(), (here / "http_adapter.wit").read_bytes()
-    deps = _npm_file(HTTP_WIT, HTTP_WIT_FILE, "making an http component (the wasi:http WIT)")
+    deps = _npm_file(HTTP_WIT, HTTP_WIT_FILE, "making an http component (the wasi:http WIT)").read_bytes()
     digest = hashlib.sha256(wat + world + deps).hexdigest()[:16]
     adapter = cache_dir("wasi-adapter") / f"http-{digest}.wasm"
     if adapter.is_file():
