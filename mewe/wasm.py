@@ -86,11 +86,11 @@ def _skip_limits(r: _Reader) -> None:
         r.u32()
 
 
-def _import(r: _Reader, mod: WasmModule) -> None:
-    module, name, kind = r.name(), r.name(), r.byte()
+def _import_desc(r: _Reader) -> int:
+    """Read past an import's descriptor; its kind (0 function, 1 table, 2 memory, 3 global, 4 tag)."""
+    kind = r.byte()
     if kind == 0:
         r.u32()
-        mod.imported_functions += 1
     elif kind == 1:
         r.byte()
         _skip_limits(r)
@@ -100,6 +100,13 @@ def _import(r: _Reader, mod: WasmModule) -> None:
         r.byte(), r.byte()
     else:
         r.byte(), r.u32()  # tag
+    return kind
+
+
+def _import(r: _Reader, mod: WasmModule) -> None:
+    module, name = r.name(), r.name()
+    kind = _import_desc(r)
+    mod.imported_functions += kind == 0
     mod.imports.append((module, name, kind))
 
 
@@ -189,6 +196,36 @@ def strip_custom_sections(data: bytes, drop) -> bytes:
         end = r.pos + size
         if sid != CUSTOM or not drop(_Reader(data, r.pos, end).name()):
             out += data[start:end]
+        r.pos = end
+    return bytes(out)
+
+
+def rename_import(data: bytes, old: tuple[str, str], new: tuple[str, str]) -> bytes:
+    """`data` with the import `old` (module, field) renamed `new`; everything else byte for byte."""
+    if not_a_module(data):
+        raise MeweError(not_a_module(data))
+    out = bytearray(MAGIC)
+    r = _Reader(data, 8)
+    while r.pos < r.end:
+        start = r.pos
+        sid, size = r.byte(), r.u32()
+        end = r.pos + size
+        if sid != IMPORT:
+            out += data[start:end]
+            r.pos = end
+            continue
+        sec = _Reader(data, r.pos, end)
+        count = sec.u32()
+        body = bytearray(_leb(count))
+        for _ in range(count):
+            names = (sec.name(), sec.name())
+            desc = sec.pos
+            _import_desc(sec)
+            for part in (new if names == old else names):
+                encoded = part.encode()
+                body += _leb(len(encoded)) + encoded
+            body += data[desc:sec.pos]
+        out += bytes([IMPORT]) + _leb(len(body)) + body
         r.pos = end
     return bytes(out)
 

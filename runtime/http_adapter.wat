@@ -10,7 +10,13 @@
 ;; adapter has no way to unwind the program's stack; hosts that isolate requests (wasmtime
 ;; serve, `jco serve --isolate-requests`) keep serving. A trap before any answer is the host's
 ;; to report (a 5xx). There are no files, environment or preopens; random_get and the clocks
-;; come from wasi:random and wasi:clocks.
+;; come from wasi:random and wasi:clocks. Every answer carries `x-mewe-exit` (the exit status).
+;;
+;; Traced builds (`--trace`): the module's `mewe.trace` import is renamed
+;; `wasi_snapshot_preview1.mewe_trace` (mewe.component) and lands here; the dispatch pairs are
+;; hashed with SHA-256 as they arrive, and the answer carries `x-mewe-trace` (the hex digest)
+;; and `x-mewe-trace-length` (pairs), the same values `mewe serve` sends. For other builds
+;; mewe.component replaces the `mewe_trace_flush` import by an empty function and $traced by 0.
 ;;
 ;; The adapter shares the program's memory ("env" "memory"): its state lives in pages it grows
 ;; itself (wasi-libc's malloc never reuses pages grown by another), so neither can overwrite
@@ -40,6 +46,9 @@
   (import "wasi:random/random@0.2.3" "get-random-bytes" (func $random_bytes (param i64 i32)))
   (import "wasi:clocks/wall-clock@0.2.3" "now" (func $wall_now (param i32)))
   (import "wasi:clocks/monotonic-clock@0.2.3" "now" (func $mono_now (result i64)))
+  (import "wasi:http/types@0.2.3" "[method]fields.append" (func $fields_append (param i32 i32 i32 i32 i32 i32)))
+  (import "__main_module__" "mewe_trace_flush" (func $trace_flush))
+  (global $traced i32 (i32.const 1))
 
   ;; state: a scratch area for return values, and growable buffers, all in pages this adapter grows
   (global $scratch (mut i32) (i32.const 0))
@@ -51,6 +60,10 @@
   (global $err_ptr (mut i32) (i32.const 0)) (global $err_len (mut i32) (i32.const 0)) (global $err_cap (mut i32) (i32.const 0))
   (global $args_ptr (mut i32) (i32.const 0)) (global $args_len (mut i32) (i32.const 0)) (global $argc (mut i32) (i32.const 1))
   (global $outparam (mut i32) (i32.const -1))
+  ;; the trace's SHA-256: bytes hashed so far. The scratch page holds, from offset 0: return
+  ;; areas (0-255), the hash state H (256), the block (288), the schedule W (352), the round
+  ;; constants K (608), the hex digest (864), a decimal number (960), header names (1024-1071)
+  (global $sha_len (mut i64) (i64.const 0))
 
   (func $pages (param $bytes i32) (result i32)  ;; fresh memory of at least $bytes, page-aligned
     (local $old i32)
@@ -67,7 +80,176 @@
         (global.set $args_ptr (call $pages (i32.const 65536)))
         ;; argv[0] = "service"
         (i64.store (global.get $args_ptr) (i64.const 0x0065636976726573))
-        (global.set $args_len (i32.const 8)))))
+        (global.set $args_len (i32.const 8))
+        ;; header names: "x-mewe-trace-length" (its first 12 bytes: "x-mewe-trace"), "x-mewe-exit"
+        (i64.store offset=1024 (global.get $scratch) (i64.const 0x742d6577656d2d78))
+        (i64.store offset=1032 (global.get $scratch) (i64.const 0x6e656c2d65636172))
+        (i64.store offset=1040 (global.get $scratch) (i64.const 0x687467))
+        (i64.store offset=1056 (global.get $scratch) (i64.const 0x652d6577656d2d78))
+        (i64.store offset=1064 (global.get $scratch) (i64.const 0x746978))
+        (call $sha_init))))
+
+  ;; ---- SHA-256 (FIPS 180-4) of the dispatch trace ----
+  (func $put8 (param $p i32) (param i32 i32 i32 i32 i32 i32 i32 i32)
+    (i32.store offset=0 (local.get $p) (local.get 1)) (i32.store offset=4 (local.get $p) (local.get 2))
+    (i32.store offset=8 (local.get $p) (local.get 3)) (i32.store offset=12 (local.get $p) (local.get 4))
+    (i32.store offset=16 (local.get $p) (local.get 5)) (i32.store offset=20 (local.get $p) (local.get 6))
+    (i32.store offset=24 (local.get $p) (local.get 7)) (i32.store offset=28 (local.get $p) (local.get 8)))
+
+  (func $sha_init  ;; the initial hash value, then the 64 round constants
+    (call $put8 (i32.add (global.get $scratch) (i32.const 256))
+      (i32.const 0x6a09e667) (i32.const 0xbb67ae85) (i32.const 0x3c6ef372) (i32.const 0xa54ff53a) (i32.const 0x510e527f) (i32.const 0x9b05688c) (i32.const 0x1f83d9ab) (i32.const 0x5be0cd19))
+    (call $put8 (i32.add (global.get $scratch) (i32.const 608))
+      (i32.const 0x428a2f98) (i32.const 0x71374491) (i32.const 0xb5c0fbcf) (i32.const 0xe9b5dba5) (i32.const 0x3956c25b) (i32.const 0x59f111f1) (i32.const 0x923f82a4) (i32.const 0xab1c5ed5))
+    (call $put8 (i32.add (global.get $scratch) (i32.const 640))
+      (i32.const 0xd807aa98) (i32.const 0x12835b01) (i32.const 0x243185be) (i32.const 0x550c7dc3) (i32.const 0x72be5d74) (i32.const 0x80deb1fe) (i32.const 0x9bdc06a7) (i32.const 0xc19bf174))
+    (call $put8 (i32.add (global.get $scratch) (i32.const 672))
+      (i32.const 0xe49b69c1) (i32.const 0xefbe4786) (i32.const 0x0fc19dc6) (i32.const 0x240ca1cc) (i32.const 0x2de92c6f) (i32.const 0x4a7484aa) (i32.const 0x5cb0a9dc) (i32.const 0x76f988da))
+    (call $put8 (i32.add (global.get $scratch) (i32.const 704))
+      (i32.const 0x983e5152) (i32.const 0xa831c66d) (i32.const 0xb00327c8) (i32.const 0xbf597fc7) (i32.const 0xc6e00bf3) (i32.const 0xd5a79147) (i32.const 0x06ca6351) (i32.const 0x14292967))
+    (call $put8 (i32.add (global.get $scratch) (i32.const 736))
+      (i32.const 0x27b70a85) (i32.const 0x2e1b2138) (i32.const 0x4d2c6dfc) (i32.const 0x53380d13) (i32.const 0x650a7354) (i32.const 0x766a0abb) (i32.const 0x81c2c92e) (i32.const 0x92722c85))
+    (call $put8 (i32.add (global.get $scratch) (i32.const 768))
+      (i32.const 0xa2bfe8a1) (i32.const 0xa81a664b) (i32.const 0xc24b8b70) (i32.const 0xc76c51a3) (i32.const 0xd192e819) (i32.const 0xd6990624) (i32.const 0xf40e3585) (i32.const 0x106aa070))
+    (call $put8 (i32.add (global.get $scratch) (i32.const 800))
+      (i32.const 0x19a4c116) (i32.const 0x1e376c08) (i32.const 0x2748774c) (i32.const 0x34b0bcb5) (i32.const 0x391c0cb3) (i32.const 0x4ed8aa4a) (i32.const 0x5b9cca4f) (i32.const 0x682e6ff3))
+    (call $put8 (i32.add (global.get $scratch) (i32.const 832))
+      (i32.const 0x748f82ee) (i32.const 0x78a5636f) (i32.const 0x84c87814) (i32.const 0x8cc70208) (i32.const 0x90befffa) (i32.const 0xa4506ceb) (i32.const 0xbef9a3f7) (i32.const 0xc67178f2))
+  )
+
+  (func $bswap (param $x i32) (result i32)  ;; SHA-256 reads its words big-endian
+    (i32.or (i32.and (i32.rotl (local.get $x) (i32.const 8)) (i32.const 0x00ff00ff))
+            (i32.and (i32.rotr (local.get $x) (i32.const 8)) (i32.const 0xff00ff00))))
+
+  (func $sha_block  ;; compress the 64-byte block into the state
+    (local $s i32) (local $w i32) (local $i i32) (local $x i32) (local $y i32) (local $t1 i32) (local $t2 i32)
+    (local $a i32) (local $b i32) (local $c i32) (local $d i32) (local $e i32) (local $f i32) (local $g i32) (local $h i32)
+    (local.set $s (global.get $scratch))
+    (local.set $w (i32.add (local.get $s) (i32.const 352)))
+    ;; the message schedule; $i counts bytes (4 per word)
+    (block $loaded (loop $load
+      (br_if $loaded (i32.eq (local.get $i) (i32.const 64)))
+      (i32.store (i32.add (local.get $w) (local.get $i))
+                 (call $bswap (i32.load offset=288 (i32.add (local.get $s) (local.get $i)))))
+      (local.set $i (i32.add (local.get $i) (i32.const 4)))
+      (br $load)))
+    (block $expanded (loop $expand  ;; W[t] = s1(W[t-2]) + W[t-7] + s0(W[t-15]) + W[t-16]
+      (br_if $expanded (i32.eq (local.get $i) (i32.const 256)))
+      (local.set $x (i32.load (i32.sub (i32.add (local.get $w) (local.get $i)) (i32.const 60))))
+      (local.set $y (i32.load (i32.sub (i32.add (local.get $w) (local.get $i)) (i32.const 8))))
+      (i32.store (i32.add (local.get $w) (local.get $i))
+        (i32.add
+          (i32.add (i32.load (i32.sub (i32.add (local.get $w) (local.get $i)) (i32.const 64)))
+                   (i32.load (i32.sub (i32.add (local.get $w) (local.get $i)) (i32.const 28))))
+          (i32.add (i32.xor (i32.xor (i32.rotr (local.get $x) (i32.const 7)) (i32.rotr (local.get $x) (i32.const 18)))
+                            (i32.shr_u (local.get $x) (i32.const 3)))
+                   (i32.xor (i32.xor (i32.rotr (local.get $y) (i32.const 17)) (i32.rotr (local.get $y) (i32.const 19)))
+                            (i32.shr_u (local.get $y) (i32.const 10))))))
+      (local.set $i (i32.add (local.get $i) (i32.const 4)))
+      (br $expand)))
+    (local.set $a (i32.load offset=256 (local.get $s))) (local.set $b (i32.load offset=260 (local.get $s)))
+    (local.set $c (i32.load offset=264 (local.get $s))) (local.set $d (i32.load offset=268 (local.get $s)))
+    (local.set $e (i32.load offset=272 (local.get $s))) (local.set $f (i32.load offset=276 (local.get $s)))
+    (local.set $g (i32.load offset=280 (local.get $s))) (local.set $h (i32.load offset=284 (local.get $s)))
+    (local.set $i (i32.const 0))
+    (block $done (loop $round
+      (br_if $done (i32.eq (local.get $i) (i32.const 256)))
+      ;; T1 = h + S1(e) + Ch(e,f,g) + K[t] + W[t];  T2 = S0(a) + Maj(a,b,c)
+      (local.set $t1
+        (i32.add
+          (i32.add (local.get $h)
+                   (i32.xor (i32.xor (i32.rotr (local.get $e) (i32.const 6)) (i32.rotr (local.get $e) (i32.const 11)))
+                            (i32.rotr (local.get $e) (i32.const 25))))
+          (i32.add
+            (i32.xor (i32.and (local.get $e) (local.get $f))
+                     (i32.and (i32.xor (local.get $e) (i32.const -1)) (local.get $g)))
+            (i32.add (i32.load offset=608 (i32.add (local.get $s) (local.get $i)))
+                     (i32.load (i32.add (local.get $w) (local.get $i)))))))
+      (local.set $t2
+        (i32.add
+          (i32.xor (i32.xor (i32.rotr (local.get $a) (i32.const 2)) (i32.rotr (local.get $a) (i32.const 13)))
+                   (i32.rotr (local.get $a) (i32.const 22)))
+          (i32.xor (i32.xor (i32.and (local.get $a) (local.get $b)) (i32.and (local.get $a) (local.get $c)))
+                   (i32.and (local.get $b) (local.get $c)))))
+      (local.set $h (local.get $g)) (local.set $g (local.get $f)) (local.set $f (local.get $e))
+      (local.set $e (i32.add (local.get $d) (local.get $t1)))
+      (local.set $d (local.get $c)) (local.set $c (local.get $b)) (local.set $b (local.get $a))
+      (local.set $a (i32.add (local.get $t1) (local.get $t2)))
+      (local.set $i (i32.add (local.get $i) (i32.const 4)))
+      (br $round)))
+    (i32.store offset=256 (local.get $s) (i32.add (i32.load offset=256 (local.get $s)) (local.get $a)))
+    (i32.store offset=260 (local.get $s) (i32.add (i32.load offset=260 (local.get $s)) (local.get $b)))
+    (i32.store offset=264 (local.get $s) (i32.add (i32.load offset=264 (local.get $s)) (local.get $c)))
+    (i32.store offset=268 (local.get $s) (i32.add (i32.load offset=268 (local.get $s)) (local.get $d)))
+    (i32.store offset=272 (local.get $s) (i32.add (i32.load offset=272 (local.get $s)) (local.get $e)))
+    (i32.store offset=276 (local.get $s) (i32.add (i32.load offset=276 (local.get $s)) (local.get $f)))
+    (i32.store offset=280 (local.get $s) (i32.add (i32.load offset=280 (local.get $s)) (local.get $g)))
+    (i32.store offset=284 (local.get $s) (i32.add (i32.load offset=284 (local.get $s)) (local.get $h))))
+
+  (func $sha_update (param $src i32) (param $n i32)
+    (local $fill i32) (local $take i32)
+    (block $done (loop $more
+      (br_if $done (i32.eqz (local.get $n)))
+      (local.set $fill (i32.wrap_i64 (i64.and (global.get $sha_len) (i64.const 63))))
+      (local.set $take (i32.sub (i32.const 64) (local.get $fill)))
+      (if (i32.lt_u (local.get $n) (local.get $take)) (then (local.set $take (local.get $n))))
+      (memory.copy (i32.add (i32.add (global.get $scratch) (i32.const 288)) (local.get $fill))
+                   (local.get $src) (local.get $take))
+      (global.set $sha_len (i64.add (global.get $sha_len) (i64.extend_i32_u (local.get $take))))
+      (local.set $src (i32.add (local.get $src) (local.get $take)))
+      (local.set $n (i32.sub (local.get $n) (local.get $take)))
+      (if (i32.eq (i32.add (local.get $fill) (local.get $take)) (i32.const 64)) (then (call $sha_block)))
+      (br $more))))
+
+  (func $sha_final  ;; pad, compress, and write the digest as 64 hex digits at 864
+    (local $block i32) (local $fill i32) (local $bits i64) (local $i i32) (local $digit i32)
+    (local.set $block (i32.add (global.get $scratch) (i32.const 288)))
+    (local.set $bits (i64.shl (global.get $sha_len) (i64.const 3)))
+    (local.set $fill (i32.wrap_i64 (i64.and (global.get $sha_len) (i64.const 63))))
+    (i32.store8 (i32.add (local.get $block) (local.get $fill)) (i32.const 0x80))
+    (local.set $fill (i32.add (local.get $fill) (i32.const 1)))
+    (if (i32.gt_u (local.get $fill) (i32.const 56))
+      (then
+        (memory.fill (i32.add (local.get $block) (local.get $fill)) (i32.const 0) (i32.sub (i32.const 64) (local.get $fill)))
+        (call $sha_block)
+        (local.set $fill (i32.const 0))))
+    (memory.fill (i32.add (local.get $block) (local.get $fill)) (i32.const 0) (i32.sub (i32.const 56) (local.get $fill)))
+    (i32.store offset=56 (local.get $block) (call $bswap (i32.wrap_i64 (i64.shr_u (local.get $bits) (i64.const 32)))))
+    (i32.store offset=60 (local.get $block) (call $bswap (i32.wrap_i64 (local.get $bits))))
+    (call $sha_block)
+    (block $done (loop $hex  ;; nibble $i of the state, most significant first
+      (br_if $done (i32.eq (local.get $i) (i32.const 64)))
+      (local.set $digit
+        (i32.and (i32.shr_u (i32.load offset=256 (i32.add (global.get $scratch) (i32.shl (i32.shr_u (local.get $i) (i32.const 3)) (i32.const 2))))
+                            (i32.sub (i32.const 28) (i32.shl (i32.and (local.get $i) (i32.const 7)) (i32.const 2))))
+                 (i32.const 15)))
+      (i32.store8 offset=864 (i32.add (global.get $scratch) (local.get $i))
+                  (i32.add (local.get $digit) (select (i32.const 48) (i32.const 87) (i32.lt_u (local.get $digit) (i32.const 10)))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $hex))))
+
+  ;; the module's trace batches: `count` (dispatcher id, variant) pairs of little-endian u32s
+  (func (export "mewe_trace") (param $pairs i32) (param $count i32)
+    (call $sha_update (local.get $pairs) (i32.shl (local.get $count) (i32.const 3))))
+
+  (func $decimal (param $v i64) (param $out i32) (result i32)  ;; $v in decimal at $out; its length
+    (local $n i32) (local $t i64)
+    (local.set $t (local.get $v))
+    (loop $count
+      (local.set $n (i32.add (local.get $n) (i32.const 1)))
+      (local.set $t (i64.div_u (local.get $t) (i64.const 10)))
+      (br_if $count (i64.ne (local.get $t) (i64.const 0))))
+    (local.set $out (i32.add (local.get $out) (local.get $n)))
+    (loop $digits
+      (local.set $out (i32.sub (local.get $out) (i32.const 1)))
+      (i32.store8 (local.get $out) (i32.add (i32.const 48) (i32.wrap_i64 (i64.rem_u (local.get $v) (i64.const 10)))))
+      (local.set $v (i64.div_u (local.get $v) (i64.const 10)))
+      (br_if $digits (i64.ne (local.get $v) (i64.const 0))))
+    (local.get $n))
+
+  (func $header (param $fields i32) (param $name i32) (param $name_len i32) (param $value i32) (param $value_len i32)
+    (call $fields_append (local.get $fields) (i32.add (global.get $scratch) (local.get $name)) (local.get $name_len)
+                         (i32.add (global.get $scratch) (local.get $value)) (local.get $value_len) (global.get $scratch)))
 
   (func $cabi_import_realloc (export "cabi_import_realloc") (param $old i32) (param $old_size i32) (param $align i32) (param $size i32) (result i32)
     (local $p i32)
@@ -203,6 +385,16 @@
     (local $fields i32) (local $resp i32) (local $body i32) (local $stream i32) (local $ptr i32) (local $len i32) (local $n i32)
     (if (i32.lt_s (global.get $outparam) (i32.const 0)) (then (return)))
     (local.set $fields (call $fields_new))
+    (call $header (local.get $fields) (i32.const 1056) (i32.const 11)
+                  (i32.const 960) (call $decimal (i64.extend_i32_u (local.get $code)) (i32.add (global.get $scratch) (i32.const 960))))
+    (if (global.get $traced)
+      (then
+        (call $trace_flush)  ;; the module hands over its last batch
+        (call $sha_final)
+        (call $header (local.get $fields) (i32.const 1024) (i32.const 12) (i32.const 864) (i32.const 64))
+        (call $header (local.get $fields) (i32.const 1024) (i32.const 19)
+                      (i32.const 960) (call $decimal (i64.shr_u (global.get $sha_len) (i64.const 3))
+                                                     (i32.add (global.get $scratch) (i32.const 960))))))
     (local.set $resp (call $response_new (local.get $fields)))
     (drop (call $set_status (local.get $resp) (select (i32.const 200) (i32.const 500) (i32.eqz (local.get $code)))))
     (call $response_body (local.get $resp) (global.get $scratch))

@@ -73,7 +73,8 @@ def test_what_cannot_be_a_component_is_refused_in_one_line(built, tmp_path):
     res = mewe("build", EXAMPLES / "sort.c", "--variants", 2, "--trace", "--emit", "component", "-o", out)
     assert res.returncode == 1 and not out.exists()
     assert res.stderr.strip().splitlines()[-1] == ("mewe: error: traced.wasm: cannot be a component: it imports "
-                                                   "mewe.trace, from --trace (traces go to mewe's own hosts)")
+                                                   "mewe.trace, from --trace (traces reach mewe's own hosts and "
+                                                   "--emit http answers)")
     component = built["sort", 3, "component"]
     for args in (("inspect", component), ("serve", component, "--port", "0"), ("run", "--policy", "pinned:1", component)):
         res = mewe(*args)
@@ -85,16 +86,19 @@ def test_what_cannot_be_a_component_is_refused_in_one_line(built, tmp_path):
 
 def test_an_http_component_is_a_wasi_http_proxy(tmp_path):
     """`--emit http`: the world a wasi:http host expects (the handler exported; imports from
-    wasi:http, io, random and clocks only), reproducible; `mewe run` says where to serve it."""
+    wasi:http, io, random and clocks only), traced or not, reproducible; `mewe run` says where
+    to serve it."""
     out = tmp_path / "sort.wasm"
-    assert mewe("build", EXAMPLES / "sort.c", "--variants", 2, "--emit", "http", "-o", out).returncode == 0
-    assert out.read_bytes()[:8] == COMPONENT_MAGIC
-    world = subprocess.run([str(BIN / "wasm-tools"), "component", "wit", str(out)], capture_output=True, text=True,
-                           check=True).stdout.split("package wasi:")[0]
-    exports = [line.split()[1] for line in world.splitlines() if line.strip().startswith("export ")]
-    imports = [line.split()[1] for line in world.splitlines() if line.strip().startswith("import ")]
-    assert exports == ["wasi:http/incoming-handler@0.2.3;"]
-    assert imports and all(i.split("/")[0] in ("wasi:http", "wasi:io", "wasi:random", "wasi:clocks") for i in imports)
+    for flags in (["--trace"], []):  # the untraced build last: `out` is used below
+        assert mewe("build", EXAMPLES / "sort.c", "--variants", 2, *flags, "--emit", "http", "-o", out).returncode == 0
+        assert out.read_bytes()[:8] == COMPONENT_MAGIC
+        world = subprocess.run([str(BIN / "wasm-tools"), "component", "wit", str(out)], capture_output=True,
+                               text=True, check=True).stdout.split("package wasi:")[0]
+        exports = [line.split()[1] for line in world.splitlines() if line.strip().startswith("export ")]
+        imports = [line.split()[1] for line in world.splitlines() if line.strip().startswith("import ")]
+        assert exports == ["wasi:http/incoming-handler@0.2.3;"]
+        assert imports and all(i.split("/")[0] in ("wasi:http", "wasi:io", "wasi:random", "wasi:clocks")
+                               for i in imports)
     again = tmp_path / "again" / "sort.wasm"
     again.parent.mkdir()
     assert mewe("build", EXAMPLES / "sort.c", "--variants", 2, "--emit", "http", "-o", again).returncode == 0
@@ -126,3 +130,44 @@ def test_a_bad_adapter_is_named(tmp_path):
                           "-o", str(tmp_path / "b.wasm")], capture_output=True, text=True,
                          env={**os.environ, "MEWE_WASI_ADAPTER": str(fake)})
     assert res.returncode == 1 and res.stderr.strip() == f"mewe: error: MEWE_WASI_ADAPTER: {fake}: not a wasm module"
+
+
+def test_the_http_adapter_hashes_traces_as_mewe_serve_does():
+    """The adapter's SHA-256 (WAT) of trace batches equals hashlib's, for every padding case
+    (0 to 40 pairs in one batch) and for a trace that arrives in uneven batches. Run on the
+    adapter's own code, with its init and final steps exported for the test."""
+    import hashlib
+    import random
+
+    import wasmtime
+
+    from mewe.component import wasm_tools
+
+    wat = (Path(__file__).parents[1] / "runtime" / "http_adapter.wat").read_text()
+    wat = wat.replace("(func $init", '(func $init (export "init")', 1)
+    wat = wat.replace("(func $sha_final", '(func $sha_final (export "final")', 1)
+    engine = wasmtime.Engine()
+    module = wasmtime.Module(engine, subprocess.run([wasm_tools(), "parse", "-"], input=wat.encode(),
+                                                    capture_output=True, check=True).stdout)
+    pairs = random.Random(5).randbytes(8 * 600)
+
+    def digest(batches: list[int]) -> str:
+        store = wasmtime.Store(engine)
+        memory = wasmtime.Memory(store, wasmtime.MemoryType(wasmtime.Limits(1, None)))
+        imports = [memory if imp.name == "memory" else wasmtime.Func(store, imp.type, lambda *a: None)
+                   for imp in module.imports]
+        exports = wasmtime.Instance(store, module, imports).exports(store)
+        exports["init"](store)
+        memory.write(store, pairs, 0)  # below the pages the adapter grows for itself
+        done = 0
+        for count in batches:
+            exports["mewe_trace"](store, 8 * done, count)
+            done += count
+        exports["final"](store)
+        scratch = 65536  # the first page the adapter grew
+        return bytes(memory.read(store, scratch + 864, scratch + 928)).decode()
+
+    for n in range(41):
+        assert digest([n]) == hashlib.sha256(pairs[:8 * n]).hexdigest(), n
+    batches = [1, 7, 0, 8, 9, 64, 100, 3, 256]
+    assert digest(batches) == hashlib.sha256(pairs[:8 * sum(batches)]).hexdigest()

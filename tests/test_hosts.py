@@ -5,6 +5,7 @@ and jco (`jco run`, the Bytecode Alliance's component host on Node, from npm int
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -120,3 +121,38 @@ def test_http_components_under_jco_serve(jco, tmp_path):
             assert post("/", b"still here\n") == (200, b"still here\n")
         finally:
             server.close()
+
+
+def test_traced_http_components_answer_concurrent_requests_with_distinct_traces(jco, tmp_path):
+    """A traced multivariant service under jco serve, 12 requests from 4 clients at once: every
+    answer right, every dispatch trace (x-mewe-trace) different. Under `pinned:1` the trace is
+    fixed, and it is the hash mewe's own host computes for the same run."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mewe import run
+    from mewe.runtime.host import TraceDigest
+
+    body = b"".join(b"%d\n" % ((i * 7919) % 1000 - 500) for i in range(200))
+    expected = b"".join(b"%d\n" % n for n in sorted((i * 7919) % 1000 - 500 for i in range(200)))
+    traces = {}
+    for policy in ("random", "pinned:1"):
+        module, component = tmp_path / f"{policy[:6]}.wasm", tmp_path / f"{policy[:6]}-http.wasm"
+        for out, emit in ((module, "module"), (component, "http")):
+            res = mewe("build", EXAMPLES / "sort.c", "--variants", 2, "--trace", "--policy", policy, "--emit", emit,
+                       "-o", out)
+            assert res.returncode == 0, res.stderr
+        server = load_benchmark("edge").JcoServer(component, jco)
+        try:
+            with ThreadPoolExecutor(4) as pool:
+                answers = list(pool.map(lambda _: server.call("/?arg=-n", body), range(12)))
+        finally:
+            server.close()
+        assert all((status, data) == (200, expected) for status, _, data, _ in answers)
+        traces[policy] = [headers["x-mewe-trace"] for _, _, _, headers in answers]
+        ours = TraceDigest()
+        (tmp_path / "body").write_bytes(body)
+        assert run(module, ["-n"], stdin=tmp_path / "body", stdout=os.devnull, trace=ours) == 0
+        assert {headers["x-mewe-trace-length"] for _, _, _, headers in answers} == {str(ours.length)}
+        traces[policy + " (mewe)"] = ours.hexdigest()
+    assert len(set(traces["random"])) == 12
+    assert set(traces["pinned:1"]) == {traces["pinned:1 (mewe)"]}

@@ -162,10 +162,16 @@ def test_a_run_with_missing_figures_renders(results, tmp_path, monkeypatch):
         data[section].pop("base64")
     for row in (*data["overhead"].values(), *data["rq4"].values()):
         row.pop("samples_us")
-    data["jco"] = {"sort": {"plain_median_us": 1000.0, "multivariant_median_us": 1250.0, "ratio_median": 1.25}}
+    data["jco"] = {"sort": {"plain_median_us": 1000.0, "multivariant_median_us": 1250.0, "ratio_median": 1.25,
+                            "unique": 0.97, "entropy": 0.99}}
     page = render(data)
     row = re.search(r"<tr><td>sort</td>(.*?)</tr>", page.split('id="overhead"')[1], re.S).group(1)
     assert row.rstrip().endswith('<td class="">1.25×</td>')  # the jco serve column, where measured
+    row = re.search(r"<tr><td>sort</td>(.*?)</tr>", page.split('id="rq23"')[1], re.S).group(1)
+    assert re.sub(r"\s+", "", row).endswith("<td>0.97</td><td>0.99</td>")  # unique traces under jco serve
+    del data["jco"]["sort"]["unique"], data["jco"]["sort"]["entropy"]  # results from before jco traces
+    row = re.search(r"<tr><td>sort</td>(.*?)</tr>", render(data).split('id="rq23"')[1], re.S).group(1)
+    assert row.count('<span class="none">—</span>') == 2
     for section in ("rq23", "overhead", "rq4"):
         row = re.search(r"<tr><td>base64</td>(.*?)</tr>", page.split(f'id="{section}"')[1], re.S).group(1)
         assert "— " in row and "not measured in this run" in row
