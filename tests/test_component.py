@@ -132,6 +132,21 @@ def test_a_bad_adapter_is_named(tmp_path):
     assert res.returncode == 1 and res.stderr.strip() == f"mewe: error: MEWE_WASI_ADAPTER: {fake}: not a wasm module"
 
 
+def test_renaming_an_import_changes_nothing_else(tmp_path):
+    """How a traced build's `mewe.trace` reaches the http adapter: the import is renamed in
+    place, every other byte kept (renaming it back gives the module again)."""
+    from mewe.wasm import parse_wasm, rename_import
+
+    module = tmp_path / "traced.wasm"
+    assert mewe("build", EXAMPLES / "base64.c", "--variants", 2, "--trace", "-o", module).returncode == 0
+    data = module.read_bytes()
+    renamed = rename_import(data, ("mewe", "trace"), ("wasi_snapshot_preview1", "mewe_trace"))
+    before, after = parse_wasm(data).imports, parse_wasm(renamed).imports
+    assert [i for i in before if i[0] != "mewe"] == [i for i in after if i[1] != "mewe_trace"]
+    assert ("wasi_snapshot_preview1", "mewe_trace", 0) in after and ("mewe", "trace", 0) not in after
+    assert rename_import(renamed, ("wasi_snapshot_preview1", "mewe_trace"), ("mewe", "trace")) == data
+
+
 def test_the_http_adapter_hashes_traces_as_mewe_serve_does():
     """The adapter's SHA-256 (WAT) of trace batches equals hashlib's, for every padding case
     (0 to 40 pairs in one batch) and for a trace that arrives in uneven batches. Run on the
