@@ -1,13 +1,15 @@
 """Hosts mewe did not write run what mewe builds, byte for byte: every example and the QR
 endpoints (Rust), plain and multivariant under several policies, as a core module under
 wasmtime (`mewe run`) and Node's built-in WASI (V8), and as a WASI 0.2 component under wasmtime
-and jco (`jco run`, the Bytecode Alliance's component host on Node, from npm into the cache)."""
+and jco (`jco run`, the Bytecode Alliance's component host on Node, from npm into the cache);
+the libsodium endpoints under Node's WASI and, as wasi:http components, under `jco serve`."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -32,7 +34,8 @@ const fs = require('node:fs');
 (async () => {
   const [path, ...args] = process.argv.slice(1);
   const wasi = new WASI({ version: 'preview1', args: [path, ...args], env: {}, returnOnExit: true });
-  const instance = await WebAssembly.instantiate(await WebAssembly.compile(fs.readFileSync(path)), wasi.getImportObject());
+  const imports = { ...wasi.getImportObject(), mewe: { trace() {} } };  // a traced build's batches, dropped
+  const instance = await WebAssembly.instantiate(await WebAssembly.compile(fs.readFileSync(path)), imports);
   process.exitCode = wasi.start(instance);
 })();
 """
@@ -156,3 +159,49 @@ def test_traced_http_components_answer_concurrent_requests_with_distinct_traces(
         traces[policy + " (mewe)"] = ours.hexdigest()
     assert len(set(traces["random"])) == 12
     assert set(traces["pinned:1"]) == {traces["pinned:1 (mewe)"]}
+
+
+LIBSODIUM_ENDPOINTS = ("encrypt", "decrypt", "random", "invert", "bin2base64")
+
+
+def test_the_libsodium_endpoints_on_every_host(jco, libsodium, tmp_path):
+    """The five C endpoints, linked against the multivariant traced libsodium: the same bytes
+    under wasmtime and Node's WASI (random; the deterministic ones also under pinned:1 and
+    seeded:7), and as traced wasi:http components under jco serve the same answers, with a
+    different dispatch trace on every request."""
+    lib = libsodium / "src" / "libsodium"
+    sealed = mewe("run", _link(lib, "encrypt", "random", "module", tmp_path), stdin=b"edge").stdout
+    bodies = {"encrypt": b"multivariant edge", "decrypt": sealed, "random": b"16", "invert": b"02" + b"00" * 31,
+              "bin2base64": b"hi!"}
+    for name in LIBSODIUM_ENDPOINTS:
+        for policy in ("random", "pinned:1", "seeded:7") if name in ("invert", "bin2base64") else ("random",):
+            module = _link(lib, name, policy, "module", tmp_path)
+            reference = mewe("run", module, stdin=bodies[name])
+            assert reference.returncode == 0 and reference.stdout, (name, policy, reference.stderr)
+            status, out = _node(module, bodies[name], [])
+            assert status == 0, (name, policy)
+            if name == "encrypt":  # a fresh nonce each run: what Node sealed must open
+                assert mewe("run", _link(lib, "decrypt", "random", "module", tmp_path), stdin=out).stdout == bodies[name]
+            elif name == "random":
+                assert len(out) == len(reference.stdout) == 33 and out != reference.stdout
+            else:
+                assert out == reference.stdout, f"{name}, {policy}: Node's WASI differs"
+        server = load_benchmark("edge").JcoServer(_link(lib, name, "random", "http", tmp_path), jco)
+        try:
+            answers = [server.call("/", bodies[name]) for _ in range(5)]
+        finally:
+            server.close()
+        assert all(status == 200 for status, _, _, _ in answers), (name, answers[0][2][:200])
+        if name in ("decrypt", "invert", "bin2base64"):
+            assert {data for _, _, data, _ in answers} == {reference.stdout}, name
+        assert len({headers["x-mewe-trace"] for _, _, _, headers in answers}) == 5, name
+
+
+def _link(lib: Path, name: str, policy: str, emit: str, tmp_path: Path) -> Path:
+    """services/NAME.c with mewe-cc against libsodium: traced, the given policy and output kind."""
+    out = tmp_path / f"{name}-{policy.replace(':', '-')}-{emit}.wasm"
+    if not out.exists():
+        subprocess.run([str(Path(sys.executable).parent / "mewe-cc"), "-O2", "-mewe-trace=1", f"-mewe-policy={policy}",
+                        f"-mewe-emit={emit}", f"-I{lib / 'include'}", str(ROOT / "services" / f"{name}.c"),
+                        f"-L{lib / '.libs'}", "-lsodium", "-o", str(out)], check=True, capture_output=True)
+    return out
