@@ -9,7 +9,8 @@
 ;; `proc_exit` answers first and then traps, since preview1's exit does not return and this
 ;; adapter has no way to unwind the program's stack; hosts that isolate requests (wasmtime
 ;; serve, `jco serve --isolate-requests`) keep serving. A trap before any answer is the host's
-;; to report (a 5xx). There are no files, environment or preopens; random_get and the clocks
+;; to report (a 5xx). There are no files, environment or preopens (every other preview1
+;; function is here and fails as it would without them); random_get and the clocks
 ;; come from wasi:random and wasi:clocks. Every answer carries `x-mewe-exit` (the exit status).
 ;;
 ;; Traced builds (`--trace`): the module's `mewe.trace` import is renamed
@@ -376,6 +377,43 @@
   (func (export "clock_res_get") (param i32 i32) (result i32) (i64.store (local.get 1) (i64.const 1000)) (i32.const 0))
   (func (export "sched_yield") (result i32) (i32.const 0))
   (func (export "poll_oneoff") (param i32 i32 i32 i32) (result i32) (i32.const 52))
+  ;; The rest of preview1, so that any program links: there are no files, directories or
+  ;; sockets, so these fail as a WASI host without preopens would (errno values of preview1:
+  ;; 8 EBADF, 52 ENOSYS, 58 ENOTSUP, 70 ESPIPE).
+  (func $stdio_or_badf (param $fd i32) (param $errno i32) (result i32)  ;; $errno for fds 0-2, else EBADF
+    (select (local.get $errno) (i32.const 8) (i32.le_u (local.get $fd) (i32.const 2))))
+  (func (export "fd_advise") (param $fd i32) (param i64 i64 i32) (result i32) (call $stdio_or_badf (local.get $fd) (i32.const 70)))
+  (func (export "fd_allocate") (param $fd i32) (param i64 i64) (result i32) (call $stdio_or_badf (local.get $fd) (i32.const 58)))
+  (func (export "fd_datasync") (param $fd i32) (result i32) (call $stdio_or_badf (local.get $fd) (i32.const 58)))
+  (func (export "fd_sync") (param $fd i32) (result i32) (call $stdio_or_badf (local.get $fd) (i32.const 58)))
+  (func (export "fd_fdstat_set_flags") (param $fd i32) (param i32) (result i32) (call $stdio_or_badf (local.get $fd) (i32.const 58)))
+  (func (export "fd_fdstat_set_rights") (param $fd i32) (param i64 i64) (result i32) (call $stdio_or_badf (local.get $fd) (i32.const 58)))
+  (func (export "fd_filestat_get") (param $fd i32) (param $buf i32) (result i32)  ;; stdio: all zeros, type unknown
+    (if (i32.gt_u (local.get $fd) (i32.const 2)) (then (return (i32.const 8))))
+    (memory.fill (local.get $buf) (i32.const 0) (i32.const 64))
+    (i32.const 0))
+  (func (export "fd_filestat_set_size") (param $fd i32) (param i64) (result i32) (call $stdio_or_badf (local.get $fd) (i32.const 58)))
+  (func (export "fd_filestat_set_times") (param $fd i32) (param i64 i64 i32) (result i32) (call $stdio_or_badf (local.get $fd) (i32.const 58)))
+  (func (export "fd_pread") (param $fd i32) (param i32 i32 i64 i32) (result i32) (call $stdio_or_badf (local.get $fd) (i32.const 70)))
+  (func (export "fd_pwrite") (param $fd i32) (param i32 i32 i64 i32) (result i32) (call $stdio_or_badf (local.get $fd) (i32.const 70)))
+  (func (export "fd_readdir") (param $fd i32) (param i32 i32 i64 i32) (result i32) (call $stdio_or_badf (local.get $fd) (i32.const 58)))
+  (func (export "fd_renumber") (param $fd i32) (param i32) (result i32) (call $stdio_or_badf (local.get $fd) (i32.const 58)))
+  (func (export "fd_tell") (param $fd i32) (param i32) (result i32) (call $stdio_or_badf (local.get $fd) (i32.const 70)))
+  (func (export "path_create_directory") (param i32 i32 i32) (result i32) (i32.const 8))
+  (func (export "path_filestat_get") (param i32 i32 i32 i32 i32) (result i32) (i32.const 8))
+  (func (export "path_filestat_set_times") (param i32 i32 i32 i32 i64 i64 i32) (result i32) (i32.const 8))
+  (func (export "path_link") (param i32 i32 i32 i32 i32 i32 i32) (result i32) (i32.const 8))
+  (func (export "path_open") (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32) (i32.const 8))
+  (func (export "path_readlink") (param i32 i32 i32 i32 i32 i32) (result i32) (i32.const 8))
+  (func (export "path_remove_directory") (param i32 i32 i32) (result i32) (i32.const 8))
+  (func (export "path_rename") (param i32 i32 i32 i32 i32 i32) (result i32) (i32.const 8))
+  (func (export "path_symlink") (param i32 i32 i32 i32 i32) (result i32) (i32.const 8))
+  (func (export "path_unlink_file") (param i32 i32 i32) (result i32) (i32.const 8))
+  (func (export "proc_raise") (param i32) (result i32) (i32.const 52))
+  (func (export "sock_accept") (param i32 i32 i32) (result i32) (i32.const 8))
+  (func (export "sock_recv") (param i32 i32 i32 i32 i32 i32) (result i32) (i32.const 8))
+  (func (export "sock_send") (param i32 i32 i32 i32 i32) (result i32) (i32.const 8))
+  (func (export "sock_shutdown") (param i32 i32) (result i32) (i32.const 8))
   (func (export "proc_exit") (param $code i32)
     (call $respond (local.get $code))
     unreachable)

@@ -132,6 +132,53 @@ def test_a_bad_adapter_is_named(tmp_path):
     assert res.returncode == 1 and res.stderr.strip() == f"mewe: error: MEWE_WASI_ADAPTER: {fake}: not a wasm module"
 
 
+PREVIEW1 = """args_get args_sizes_get environ_get environ_sizes_get clock_res_get clock_time_get fd_advise
+fd_allocate fd_close fd_datasync fd_fdstat_get fd_fdstat_set_flags fd_fdstat_set_rights fd_filestat_get
+fd_filestat_set_size fd_filestat_set_times fd_pread fd_prestat_get fd_prestat_dir_name fd_pwrite fd_read
+fd_readdir fd_renumber fd_seek fd_sync fd_tell fd_write path_create_directory path_filestat_get
+path_filestat_set_times path_link path_open path_readlink path_remove_directory path_rename path_symlink
+path_unlink_file poll_oneoff proc_exit proc_raise sched_yield random_get sock_accept sock_recv sock_send
+sock_shutdown""".split()
+
+
+def test_the_http_adapter_provides_all_of_preview1(tmp_path):
+    """Any program can be an http component, whatever libc functions it links: the adapter
+    exports every WASI preview1 function (those about files and sockets fail at run time, as
+    without preopens), and a program calling them builds."""
+    from mewe.component import http_adapter
+    from mewe.wasm import parse_wasm
+
+    exports = {name for name, kind, _ in parse_wasm(http_adapter().read_bytes()).exports if kind == 0}
+    assert set(PREVIEW1) <= exports
+    source = tmp_path / "files.c"
+    source.write_text(FILES_C)
+    res = mewe("build", source, "--variants", 2, "--emit", "http", "-o", tmp_path / "files.wasm")
+    assert res.returncode == 0, res.stderr
+
+
+FILES_C = r"""#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+/* What a service might try on a host without files: each fails, and says how. */
+int main(void) {
+    struct stat st;
+    FILE *f = fopen("/etc/config", "r");
+    printf("fopen: %s\n", f ? "opened" : strerror(errno));
+    printf("stat: %d %s\n", stat("data.txt", &st), strerror(errno));
+    printf("opendir: %s\n", opendir(".") ? "opened" : strerror(errno));
+    printf("mkdir: %d %s\n", mkdir("tmp", 0700), strerror(errno));
+    printf("unlink: %d %s\n", unlink("x"), strerror(errno));
+    printf("fstat(stdout): %d\n", fstat(1, &st));
+    printf("clock: %d\n", time(NULL) > 1700000000);
+    return 0;
+}
+"""
+
+
 def test_renaming_an_import_changes_nothing_else(tmp_path):
     """How a traced build's `mewe.trace` reaches the http adapter: the import is renamed in
     place, every other byte kept (renaming it back gives the module again)."""

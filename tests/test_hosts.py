@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import EXAMPLES, ROOT, load_benchmark, mewe
+from test_component import FILES_C
 from mewe import MultivariantOptions, cargo_build, componentize
 
 pytestmark = pytest.mark.slow  # jco from npm (once, ~20 s), 12 builds and 2 cargo builds, Node runs
@@ -106,13 +107,20 @@ def test_http_components_under_jco_serve(jco, tmp_path):
                       ' if (argc > 1 && !strcmp(argv[1], "trap")) abort();'
                       ' if (argc > 1) { fprintf(stderr, "no such mode: %s\\n", argv[1]); return 3; }'
                       ' while (fgets(line, sizeof line, stdin)) fputs(line, stdout); return 0; }\n')
-    for name, path in (("sort", EXAMPLES / "sort.c"), ("status", source)):
+    files = tmp_path / "files.c"
+    files.write_text(FILES_C)
+    for name, path in (("sort", EXAMPLES / "sort.c"), ("status", source), ("files", files)):
         component = tmp_path / f"{name}.wasm"
         res = mewe("build", path, "--variants", 2, "--emit", "http", "-o", component)
         assert res.returncode == 0, res.stderr
         server = load_benchmark("edge").JcoServer(component, jco)
         post = lambda path, body=b"": server.call(path, body)[::2]  # noqa: E731 - status and body
         try:
+            if name == "files":  # file and directory calls fail as under a host without preopens
+                module = tmp_path / "files-module.wasm"
+                assert mewe("build", path, "-o", module).returncode == 0
+                assert post("/") == (200, mewe("run", module, stdin=b"").stdout)
+                continue
             if name == "sort":
                 body = b"42\n-7\n19\n3\n1000\n"
                 assert post("/?arg=-n", body) == (200, b"-7\n3\n19\n42\n1000\n")
