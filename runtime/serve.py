@@ -63,7 +63,7 @@ class Limits:
 
 def service_names(modules: Sequence[str | os.PathLike]) -> dict[str, Path]:
     """Route name -> module; raises MeweError for missing files, non-wasm files and clashes."""
-    from mewe.wasm import not_a_module
+    from mewe.wasm import COMPONENT_MAGIC, not_a_module
 
     routes: dict[str, Path] = {}
     for module in modules:
@@ -71,9 +71,13 @@ def service_names(modules: Sequence[str | os.PathLike]) -> dict[str, Path]:
         if not path.is_file():
             raise MeweError(f"{path}: no such file")
         with open(path, "rb") as fh:
-            why = not_a_module(fh.read(8))
-            if why:
-                raise MeweError(f"{path}: {why}")
+            head = fh.read(8)
+        if head == COMPONENT_MAGIC:  # wasmtime's Python API cannot hand a component an incoming request
+            raise MeweError(f"{path}: a WASI component; mewe serve runs core modules (build it with --emit "
+                            "module), and an http component runs under jco serve or wasmtime serve (docs/deploy.md)")
+        why = not_a_module(head)
+        if why:
+            raise MeweError(f"{path}: {why}")
         name = path.name.removesuffix(".wasm")
         if name in routes:
             raise MeweError(f"two services are called '{name}': {routes[name]} and {path}")

@@ -80,6 +80,8 @@ def test_what_cannot_be_a_component_is_refused_in_one_line(built, tmp_path):
         res = mewe(*args)
         assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1, res.stderr
         assert str(component) in res.stderr
+        if args[0] == "serve":
+            assert "jco serve or wasmtime serve" in res.stderr
     bad = mewe("build", EXAMPLES / "sort.c", "--emit", "components", "-o", tmp_path / "x.wasm")
     assert bad.returncode == 2 and "invalid choice: 'components'" in bad.stderr
 
