@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Mapping, Sequence
 
 import llvmlite.binding as llvm
@@ -21,7 +21,7 @@ from mewe.errors import MeweError
 from mewe.llvmir import function_cost, instruction_count, llvm_error, new_context, parse_module, quote_name, unquote_name
 from mewe.types import FunctionReport, IRModule, MultivariantOptions, Rerandomize, Variant
 
-from .irtext import NAME, PLACEMENT, Definition, Header, ModuleText, Unsupported, abi_only, parse_header, tokens
+from .irtext import NAME, PLACEMENT, Definition, Header, ModuleText, Param, Unsupported, abi_only, parse_header, tokens
 
 CHOOSE = "__mewe_choose"
 TRACE = "__mewe_trace"
@@ -89,8 +89,8 @@ def _skip_reason(name: str, mt: ModuleText, twice: set[str], addressed: set[str]
     h = d.header
     attrs = _attributes(h, mt)
     body = "\n".join(d.body(mt.lines))
-    if h.varargs:
-        return "varargs"
+    if h.varargs and any("@llvm.va_start" in line and not _VA_START_RE.match(line) for line in d.body(mt.lines)):
+        return "varargs: a va_start of a form mewe does not rewrite"
     if "naked" in attrs:
         return "naked"
     if "returns_twice" in attrs:
@@ -118,6 +118,10 @@ def _attributes(header: Header, mt: ModuleText) -> list[str]:
 
 # A call to anything but an intrinsic (a word match, so `%call = add` counts too: when in doubt, not a leaf).
 _CALL_RE = re.compile(r"\b(?:call|invoke|callbr)\b")
+# A variadic function's bodies take the dispatcher's va_list as one more parameter, and each
+# va_start of theirs becomes a va_copy of it: the same arguments, from the first one on.
+VA_LIST = "%mewe.va"
+_VA_START_RE = re.compile(r"^(\s*)(?:tail |notail )?call void @llvm\.va_start(?:\.p0)?\((ptr [^()]*)\)(.*)$")
 # A stack slot, once inlined, gives every caller a frame on every call, whichever body runs.
 _ALLOCA_RE = re.compile(r"= alloca\b")
 KEPT = "llvm.used"  # merged bodies stay in the binary (wasm-ld keeps them) for comparison and inspection
@@ -203,6 +207,29 @@ def _forward_call(header: Header, callee: str, tail_calls: bool, result: str, me
     return [f"  {result} = {call}", f"  ret {header.ret} {result}"]
 
 
+def _va_body_header(header: Header) -> Header:
+    """A variadic function's body: its fixed parameters and the dispatcher's va_list."""
+    return replace(header, params=[*header.params, Param("ptr", [], VA_LIST)], varargs=False)
+
+
+def _va_body(body: list[str]) -> list[str]:
+    """A variadic function's body lines, each va_start a va_copy of the dispatcher's list."""
+    return [_VA_START_RE.sub(rf"\1call void @llvm.va_copy.p0(\2, ptr {VA_LIST})\3", line) for line in body]
+
+
+def _forward_va_call(header: Header, callee: str, result: str) -> list[str]:
+    """The call of a variadic function's body with the dispatcher's va_list, which is ended
+    after it (not a tail call: the body reads the dispatcher's frame)."""
+    args = ", ".join([" ".join([p.type, *p.abi_attrs(), p.name]) for p in header.params] + ["ptr %mewe.ap"])
+    pieces = ["call", header.cconv, " ".join(abi_only(header.ret_attrs)), _va_body_header(header).function_type,
+              f"{callee}({args})"]
+    call = " ".join(p for p in pieces if p)
+    end = "  call void @llvm.va_end.p0(ptr %mewe.ap)"
+    if header.ret == "void":
+        return [f"  {call}", end, "  ret void"]
+    return [f"  {result} = {call}", end, f"  ret {header.ret} {result}"]
+
+
 def _dispatcher(plan: _Plan, mt: ModuleText, options: MultivariantOptions) -> tuple[list[str], list[str]]:
     """The dispatcher's lines, and any module-level lines it needs (its slot, the table)."""
     header = plan.definition.header
@@ -212,6 +239,8 @@ def _dispatcher(plan: _Plan, mt: ModuleText, options: MultivariantOptions) -> tu
         attrs = [a for a in attrs if a != "noinline"] + ["alwaysinline"]
     extra: list[str] = []
     lines = [header.render(suffix=attrs), "mewe.dispatch:"]
+    if header.varargs:
+        lines += ["  %mewe.ap = alloca ptr, align 4", "  call void @llvm.va_start.p0(ptr %mewe.ap)"]
     if options.rerandomize.kind == "call":
         lines.append(f"  %mewe.k = call i32 @{CHOOSE}(i32 {n})")
     else:
@@ -226,14 +255,16 @@ def _dispatcher(plan: _Plan, mt: ModuleText, options: MultivariantOptions) -> tu
         extra.append(f"{table} = internal unnamed_addr constant [{n} x ptr] [{entries}]")
         lines += [f"  %mewe.entry = getelementptr inbounds [{n} x ptr], ptr {table}, i32 0, i32 %mewe.k",
                   "  %mewe.target = load ptr, ptr %mewe.entry, align 4"]
-        lines += _forward_call(header, "%mewe.target", options.tail_calls, "%mewe.result")
+        lines += (_forward_va_call(header, "%mewe.target", "%mewe.result") if header.varargs else
+                  _forward_call(header, "%mewe.target", options.tail_calls, "%mewe.result"))
     else:
         cases = [f"    i32 {k}, label %mewe.v{k}" for k in range(1, n)]
         lines += ["  switch i32 %mewe.k, label %mewe.v0 [", *cases, "  ]"]
         for k in range(n):
             lines.append(f"mewe.v{k}:")
-            lines += _forward_call(header, quote_name(body_name(header.name, k)), options.tail_calls, f"%mewe.r{k}",
-                                   plan.merge)
+            callee = quote_name(body_name(header.name, k))
+            lines += (_forward_va_call(header, callee, f"%mewe.r{k}") if header.varargs else
+                      _forward_call(header, callee, options.tail_calls, f"%mewe.r{k}", plan.merge))
     lines.append("}")
     return lines, extra
 
@@ -319,6 +350,8 @@ def _rewrite(mt: ModuleText, plans: list[_Plan], options: MultivariantOptions) -
             prefix = _internal(header)
             if plan.merge:
                 prefix[0] = "hidden"
+            if header.varargs:
+                header, body = _va_body_header(header), _va_body(body)
             out.append(header.render(name=body_name(header.name, k), prefix=prefix,
                                      suffix=_body_suffix(header, mt, plan.merge)))
             out += body
@@ -335,6 +368,10 @@ def _rewrite(mt: ModuleText, plans: list[_Plan], options: MultivariantOptions) -
             out.append(f"declare void @{TRACE}(i32, i32)")
         if options.rerandomize.kind != "call":
             out.append(f"declare i64 @{REDRAW}(ptr, i32, i32)")
+    if any(p.definition.header.varargs for p in plans):  # the intrinsics the dispatchers and bodies call
+        for intrinsic, params in (("va_start", "ptr"), ("va_end", "ptr"), ("va_copy", "ptr, ptr")):
+            if not any(line.startswith(f"declare void @llvm.{intrinsic}.p0(") for line in mt.lines):
+                out.append(f"declare void @llvm.{intrinsic}.p0({params})")
     if merged:
         out = _keep_used(out, merged)
     return "\n".join(out + extra) + "\n"
@@ -354,7 +391,7 @@ def _parse(text: str, context: llvm.ContextRef | None = None) -> llvm.ModuleRef:
 
 def unsupported(program: IRModule, options: MultivariantOptions) -> dict[str, str]:
     """The functions of `program` the linker will not dispatch, whatever their variants, and
-    why (varargs, exception handling, setjmp, --max-size, ...): the build's plan, made before
+    why (exception handling, setjmp, musttail, --max-size, ...): the build's plan, made before
     passes run so that no variants are made for them."""
     return _unsupported(ModuleText.parse(str(parse_module(program.bitcode))), options)
 
@@ -411,7 +448,9 @@ def link_variants(
             reports[name] = FunctionReport(name, "skipped", why, variants=1, dropped=plan.report.dropped,
                                            drops=plan.report.drops)
             continue
-        plan.inline = instructions <= options.inline_dispatch and "optnone" not in _attributes(mt.definitions[name].header, mt)
+        header = mt.definitions[name].header
+        plan.inline = (instructions <= options.inline_dispatch and "optnone" not in _attributes(header, mt)
+                       and not header.varargs)  # a function that calls va_start is never inlined
         # Not in a translation unit: there, static functions' hidden bodies could clash between
         # units, and a function inlined everywhere would vanish from the final link's manifest.
         plan.merge = plan.report.merged = (plan.inline and options.dispatch == "switch" and can_keep and
