@@ -107,15 +107,25 @@ def libsodium(tmp_path_factory) -> Path:
     """libsodium (downloaded by package name, cached outside the repository) configured and built
     by its own autotools with mewe-cc: multivariant, traced, cold. Returns the build tree.
     MEWE_TEST_LIBSODIUM names a tree built so before, to skip the build when iterating."""
+    return _libsodium(tmp_path_factory, "multivariant", {"MEWE_VARIANTS": "4", "MEWE_TRACE": "1", "MEWE_CACHE": "0"},
+                      "MEWE_TEST_LIBSODIUM")
+
+
+@pytest.fixture(scope="session")
+def libsodium_plain(tmp_path_factory) -> Path:
+    """libsodium built the same way without variants (MEWE_TEST_LIBSODIUM_PLAIN: one built before)."""
+    return _libsodium(tmp_path_factory, "plain", {"MEWE_VARIANTS": "0"}, "MEWE_TEST_LIBSODIUM_PLAIN")
+
+
+def _libsodium(tmp_path_factory, kind: str, settings: dict[str, str], reuse: str) -> Path:
     import os
 
-    if os.environ.get("MEWE_TEST_LIBSODIUM"):
-        return Path(os.environ["MEWE_TEST_LIBSODIUM"])
+    if os.environ.get(reuse):
+        return Path(os.environ[reuse])
     if subprocess.run(["sh", "-c", "command -v make"], capture_output=True).returncode != 0:
         pytest.fail("libsodium's build needs make (apt install make)")
     bench = load_benchmark("libsodium")
-    dest = tmp_path_factory.mktemp("libsodium") / "multivariant"
-    settings = {"MEWE_VARIANTS": "4", "MEWE_TRACE": "1", "MEWE_CACHE": "0"}
+    dest = tmp_path_factory.mktemp("libsodium") / kind
     bench.build(bench.fetch(), dest, settings, jobs=os.cpu_count() or 1)
     return dest
 

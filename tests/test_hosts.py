@@ -172,29 +172,32 @@ def test_traced_http_components_answer_concurrent_requests_with_distinct_traces(
 LIBSODIUM_ENDPOINTS = ("encrypt", "decrypt", "random", "invert", "bin2base64")
 
 
-def test_the_libsodium_endpoints_on_every_host(jco, libsodium, tmp_path):
-    """The five C endpoints, linked against the multivariant traced libsodium: the same bytes
-    under wasmtime and Node's WASI (random; the deterministic ones also under pinned:1 and
-    seeded:7), and as traced wasi:http components under jco serve the same answers, with a
-    different dispatch trace on every request."""
-    lib = libsodium / "src" / "libsodium"
-    sealed = mewe("run", _link(lib, "encrypt", "random", "module", tmp_path), stdin=b"edge").stdout
+def test_the_libsodium_endpoints_on_every_host(jco, libsodium, libsodium_plain, tmp_path):
+    """The five C endpoints, linked against libsodium built plain and built multivariant and
+    traced: the same bytes under wasmtime and Node's WASI (plain; multivariant under random,
+    and the deterministic endpoints also under pinned:1 and seeded:7), and as traced wasi:http
+    components under jco serve the same answers, with a different dispatch trace on every
+    request."""
+    builds = {"plain": (libsodium_plain, ["-mewe-variants=0"])}
+    for policy in ("random", "pinned:1", "seeded:7"):
+        builds[policy] = (libsodium, ["-mewe-trace=1", f"-mewe-policy={policy}"])
+    sealed = mewe("run", _link(builds, "encrypt", "random", "module", tmp_path), stdin=b"edge").stdout
     bodies = {"encrypt": b"multivariant edge", "decrypt": sealed, "random": b"16", "invert": b"02" + b"00" * 31,
               "bin2base64": b"hi!"}
     for name in LIBSODIUM_ENDPOINTS:
-        for policy in ("random", "pinned:1", "seeded:7") if name in ("invert", "bin2base64") else ("random",):
-            module = _link(lib, name, policy, "module", tmp_path)
+        for build in builds if name in ("invert", "bin2base64") else ("plain", "random"):
+            module = _link(builds, name, build, "module", tmp_path)
             reference = mewe("run", module, stdin=bodies[name])
-            assert reference.returncode == 0 and reference.stdout, (name, policy, reference.stderr)
+            assert reference.returncode == 0 and reference.stdout, (name, build, reference.stderr)
             status, out = _node(module, bodies[name], [])
-            assert status == 0, (name, policy)
+            assert status == 0, (name, build)
             if name == "encrypt":  # a fresh nonce each run: what Node sealed must open
-                assert mewe("run", _link(lib, "decrypt", "random", "module", tmp_path), stdin=out).stdout == bodies[name]
+                assert mewe("run", _link(builds, "decrypt", build, "module", tmp_path), stdin=out).stdout == bodies[name]
             elif name == "random":
                 assert len(out) == len(reference.stdout) == 33 and out != reference.stdout
             else:
-                assert out == reference.stdout, f"{name}, {policy}: Node's WASI differs"
-        server = load_benchmark("edge").JcoServer(_link(lib, name, "random", "http", tmp_path), jco)
+                assert out == reference.stdout, f"{name}, {build}: Node's WASI differs"
+        server = load_benchmark("edge").JcoServer(_link(builds, name, "random", "http", tmp_path), jco)
         try:
             answers = [server.call("/", bodies[name]) for _ in range(5)]
         finally:
@@ -205,11 +208,13 @@ def test_the_libsodium_endpoints_on_every_host(jco, libsodium, tmp_path):
         assert len({headers["x-mewe-trace"] for _, _, _, headers in answers}) == 5, name
 
 
-def _link(lib: Path, name: str, policy: str, emit: str, tmp_path: Path) -> Path:
-    """services/NAME.c with mewe-cc against libsodium: traced, the given policy and output kind."""
-    out = tmp_path / f"{name}-{policy.replace(':', '-')}-{emit}.wasm"
+def _link(builds: dict[str, tuple[Path, list[str]]], name: str, build: str, emit: str, tmp_path: Path) -> Path:
+    """services/NAME.c linked by mewe-cc against the libsodium tree and with the flags of `build`."""
+    tree, flags = builds[build]
+    lib = tree / "src" / "libsodium"
+    out = tmp_path / f"{name}-{build.replace(':', '-')}-{emit}.wasm"
     if not out.exists():
-        subprocess.run([str(Path(sys.executable).parent / "mewe-cc"), "-O2", "-mewe-trace=1", f"-mewe-policy={policy}",
-                        f"-mewe-emit={emit}", f"-I{lib / 'include'}", str(ROOT / "services" / f"{name}.c"),
-                        f"-L{lib / '.libs'}", "-lsodium", "-o", str(out)], check=True, capture_output=True)
+        subprocess.run([str(Path(sys.executable).parent / "mewe-cc"), "-O2", *flags, f"-mewe-emit={emit}",
+                        f"-I{lib / 'include'}", str(ROOT / "services" / f"{name}.c"), f"-L{lib / '.libs'}", "-lsodium",
+                        "-o", str(out)], check=True, capture_output=True)
     return out
