@@ -32,6 +32,7 @@ import json
 import math
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -185,8 +186,27 @@ class Server:
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}, elapsed, data
 
     def close(self) -> None:
-        self.proc.terminate()
+        """Stop jco and every process it started (SIGTERM to its process group, then SIGKILL)."""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                break
+            deadline = time.monotonic() + 10
+            while self.running() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if not self.running():
+                break
         self.proc.wait(10)
+
+    def running(self) -> bool:
+        """Whether any process jco started is still there."""
+        self.proc.poll()  # reap the parent, so that it does not count as running
+        try:
+            os.killpg(self.proc.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
 
 
 JCO = "@bytecodealliance/jco@1.35.0"
@@ -219,10 +239,12 @@ class JcoServer:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
+        # A session of its own: jco runs the server in a child node process, which must go too.
         self.proc = subprocess.Popen([jco or jco_binary(), "serve", str(component), "--host", "127.0.0.1",
                                       "--port", str(self.port), "--isolate-requests", "worker",
                                       "--isolate-worker-pool-size", "2"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     start_new_session=True)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # it transpiles the component first
             line = self.proc.stdout.readline()
@@ -243,8 +265,27 @@ class JcoServer:
         return resp.status, elapsed, data, {k.lower(): v for k, v in resp.getheaders()}
 
     def close(self) -> None:
-        self.proc.terminate()
+        """Stop jco and every process it started (SIGTERM to its process group, then SIGKILL)."""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                break
+            deadline = time.monotonic() + 10
+            while self.running() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if not self.running():
+                break
         self.proc.wait(10)
+
+    def running(self) -> bool:
+        """Whether any process jco started is still there."""
+        self.proc.poll()  # reap the parent, so that it does not count as running
+        try:
+            os.killpg(self.proc.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
 
 
 def under_jco(services: dict[str, dict[str, Path]], bodies: dict[str, bytes], runs: int, calls: int,

@@ -132,6 +132,7 @@ def test_http_components_under_jco_serve(jco, tmp_path):
             assert post("/", b"still here\n") == (200, b"still here\n")
         finally:
             server.close()
+        assert not server.running()
 
 
 def test_traced_http_components_answer_concurrent_requests_with_distinct_traces(jco, tmp_path):
@@ -158,6 +159,7 @@ def test_traced_http_components_answer_concurrent_requests_with_distinct_traces(
                 answers = list(pool.map(lambda _: server.call("/?arg=-n", body), range(12)))
         finally:
             server.close()
+        assert not server.running()  # jco and the node process it started are gone
         assert all((status, data) == (200, expected) for status, _, data, _ in answers)
         traces[policy] = [headers["x-mewe-trace"] for _, _, _, headers in answers]
         ours = TraceDigest()
@@ -202,6 +204,7 @@ def test_the_libsodium_endpoints_on_every_host(jco, libsodium, libsodium_plain, 
             answers = [server.call("/", bodies[name]) for _ in range(5)]
         finally:
             server.close()
+        assert not server.running()
         assert all(status == 200 for status, _, _, _ in answers), (name, answers[0][2][:200])
         if name in ("decrypt", "invert", "bin2base64"):
             assert {data for _, _, data, _ in answers} == {reference.stdout}, name
