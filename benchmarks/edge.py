@@ -186,27 +186,8 @@ class Server:
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}, elapsed, data
 
     def close(self) -> None:
-        """Stop jco and every process it started (SIGTERM to its process group, then SIGKILL)."""
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                break
-            deadline = time.monotonic() + 10
-            while self.running() and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if not self.running():
-                break
+        self.proc.terminate()
         self.proc.wait(10)
-
-    def running(self) -> bool:
-        """Whether any process jco started is still there."""
-        self.proc.poll()  # reap the parent, so that it does not count as running
-        try:
-            os.killpg(self.proc.pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
 
 
 JCO = "@bytecodealliance/jco@1.35.0"
