@@ -184,8 +184,9 @@ def strip_debug(data: bytes) -> bytes:
     return strip_custom_sections(data, lambda name: name.startswith(".debug"))
 
 
-def strip_custom_sections(data: bytes, drop) -> bytes:
-    """`data` without the custom sections whose name `drop(name)` is true."""
+def _map_sections(data: bytes, section) -> bytes:
+    """The module `data` with each section replaced by `section(id, payload start, end)`: the
+    bytes to write in its place (a whole section, with its header), or None to keep it."""
     if not_a_module(data):
         raise MeweError(not_a_module(data))
     out = bytearray(MAGIC)
@@ -194,27 +195,24 @@ def strip_custom_sections(data: bytes, drop) -> bytes:
         start = r.pos
         sid, size = r.byte(), r.u32()
         end = r.pos + size
-        if sid != CUSTOM or not drop(_Reader(data, r.pos, end).name()):
-            out += data[start:end]
+        replaced = section(sid, r.pos, end)
+        out += data[start:end] if replaced is None else replaced
         r.pos = end
     return bytes(out)
 
 
+def strip_custom_sections(data: bytes, drop) -> bytes:
+    """`data` without the custom sections whose name `drop(name)` is true."""
+    return _map_sections(data, lambda sid, start, end: b"" if sid == CUSTOM and drop(_Reader(data, start, end).name())
+                         else None)
+
+
 def rename_import(data: bytes, old: tuple[str, str], new: tuple[str, str]) -> bytes:
     """`data` with the import `old` (module, field) renamed `new`; everything else byte for byte."""
-    if not_a_module(data):
-        raise MeweError(not_a_module(data))
-    out = bytearray(MAGIC)
-    r = _Reader(data, 8)
-    while r.pos < r.end:
-        start = r.pos
-        sid, size = r.byte(), r.u32()
-        end = r.pos + size
+    def imports(sid: int, start: int, end: int) -> bytes | None:
         if sid != IMPORT:
-            out += data[start:end]
-            r.pos = end
-            continue
-        sec = _Reader(data, r.pos, end)
+            return None
+        sec = _Reader(data, start, end)
         count = sec.u32()
         body = bytearray(_leb(count))
         for _ in range(count):
@@ -225,9 +223,9 @@ def rename_import(data: bytes, old: tuple[str, str], new: tuple[str, str]) -> by
                 encoded = part.encode()
                 body += _leb(len(encoded)) + encoded
             body += data[desc:sec.pos]
-        out += bytes([IMPORT]) + _leb(len(body)) + body
-        r.pos = end
-    return bytes(out)
+        return bytes([IMPORT]) + _leb(len(body)) + body
+
+    return _map_sections(data, imports)
 
 
 def _leb(n: int) -> bytes:
