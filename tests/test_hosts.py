@@ -137,8 +137,10 @@ def test_http_components_under_jco_serve(jco, tmp_path):
 
 def test_traced_http_components_answer_concurrent_requests_with_distinct_traces(jco, tmp_path):
     """A traced multivariant service under jco serve, 12 requests from 4 clients at once: every
-    answer right, every dispatch trace (x-mewe-trace) different. Under `pinned:1` the trace is
-    fixed, and it is the hash mewe's own host computes for the same run."""
+    answer right, every dispatch trace (x-mewe-trace) different (drawn on every call: sort has
+    few functions, so the default every:1000 makes too few draws per request for 12 to be
+    sure to differ). Under `pinned:1` the trace is fixed, and it is the hash mewe's own host
+    computes for the same run."""
     from concurrent.futures import ThreadPoolExecutor
 
     from mewe import run
@@ -151,7 +153,7 @@ def test_traced_http_components_answer_concurrent_requests_with_distinct_traces(
         module, component = tmp_path / f"{policy[:6]}.wasm", tmp_path / f"{policy[:6]}-http.wasm"
         for out, emit in ((module, "module"), (component, "http")):
             res = mewe("build", EXAMPLES / "sort.c", "--variants", 2, "--trace", "--policy", policy, "--emit", emit,
-                       "-o", out)
+                       "--rerandomize", "call" if policy == "random" else "every:1000", "-o", out)
             assert res.returncode == 0, res.stderr
         server = load_benchmark("edge").JcoServer(component, jco)
         try:
