@@ -39,6 +39,7 @@ TRACE_IMPORT = ("mewe", "trace")  # a traced build's batches, answered by the ht
 ADAPTER_TRACE = ("wasi_snapshot_preview1", "mewe_trace")
 FLUSH_IMPORT = '(import "__main_module__" "mewe_trace_flush" (func $trace_flush))'
 TRACED_ON = "(global $traced i32 (i32.const 1))"
+TRACED_OFF = "(global $traced i32 (i32.const 0))"
 
 
 def is_component(data: bytes) -> bool:
@@ -106,7 +107,7 @@ def http_adapter(traced: bool = False) -> Path:
     wat, world = (here / "http_adapter.wat").read_text(), (here / "http_adapter.wit").read_bytes()
     if not traced:  # the same adapter with the trace's hooks cut
         assert wat.count(FLUSH_IMPORT) == 1 and wat.count(TRACED_ON) == 1
-        wat = wat.replace(FLUSH_IMPORT, "(func $trace_flush)").replace(TRACED_ON, TRACED_ON.replace("1", "0"))
+        wat = wat.replace(FLUSH_IMPORT, "(func $trace_flush)").replace(TRACED_ON, TRACED_OFF)
     deps = _npm_file(HTTP_WIT, HTTP_WIT_FILE, "making an http component (the wasi:http WIT)").read_bytes()
     digest = hashlib.sha256(wat.encode() + world + deps).hexdigest()[:16]
     adapter = cache_dir("wasi-adapter") / f"http-{digest}.wasm"

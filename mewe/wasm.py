@@ -216,10 +216,14 @@ def rename_import(data: bytes, old: tuple[str, str], new: tuple[str, str]) -> by
         count = sec.u32()
         body = bytearray(_leb(count))
         for _ in range(count):
+            entry = sec.pos
             names = (sec.name(), sec.name())
             desc = sec.pos
             _import_desc(sec)
-            for part in (new if names == old else names):
+            if names != old:
+                body += data[entry:sec.pos]
+                continue
+            for part in new:
                 encoded = part.encode()
                 body += _leb(len(encoded)) + encoded
             body += data[desc:sec.pos]
