@@ -233,6 +233,11 @@ class Rerandomize:
 MAX_VARIANTS = 127  # a slot holds a body's number in 8 bits, and twice as many candidates are made
 
 
+# The pass the surplus half of random stacks also gets, so small functions still get variants codegen
+# keeps: its side path costs the common path a compare and a branch (junk-code's slot can cost a frame).
+FALLBACK = "rare-branch"
+
+
 @dataclass(frozen=True)
 class MultivariantOptions:
     """What makes a build multivariant. `variants=0` builds the plain module."""
@@ -241,7 +246,7 @@ class MultivariantOptions:
     seed: int = 0  # seeds the passes; the same seed gives the same binary
     passes: tuple[str, ...] | None = None  # pipeline; None picks and stacks passes at random per variant
     stack: int = 2  # passes stacked per variant when picking at random
-    fallback: str | None = "junk-code"  # random stacks: the pass the surplus half also gets (None: none)
+    fallback: str | None = FALLBACK  # random stacks: the pass the surplus half also gets (None: none)
     include: tuple[str, ...] = ()  # function-name patterns to diversify (default: all)
     exclude: tuple[str, ...] = ()
     policy: Policy = Policy()  # the discriminator's default; the host may override it

@@ -7,7 +7,7 @@ A pass is a `Pass` subclass registered with `@register` (or through the `mewe.pa
 entry-point group); it edits a `mewe.passes.ir.Function` in place. `describe()` lists them all.
 """
 
-from . import blinding, blocks, bogus, junk, operands, pipeline, schedule, stack, substitute, synthesize  # noqa: F401  (registers the built-in passes)
+from . import blinding, blocks, bogus, junk, operands, pipeline, rare, schedule, stack, substitute, synthesize  # noqa: F401  (registers the built-in passes)
 from .driver import diversify, verify_variants
 from .framework import ENTRY_POINT_GROUP, Pass, describe, load_plugins, register, registry
 from .ir import Function

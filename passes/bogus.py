@@ -14,7 +14,7 @@ import random
 from .framework import Pass, register
 from .ir import Block, Function, Instr, int_width
 from .rules import emit, literal, parse_expr
-from .values import WIDTHS, int_values, insertion_points, rename_uses, split_block
+from .values import int_values, insertion_points, rename_uses, split_block, tail_inputs
 
 # Always 1 for every x at every width in WIDTHS.
 OPAQUE_TEXT = """
@@ -27,18 +27,6 @@ eq (and (and x (sub 0 x)) (sub (and x (sub 0 x)) 1)) 0
 """
 OPAQUE = [parse_expr(line) for line in OPAQUE_TEXT.strip().splitlines()]
 JUNK_OPS = ("add", "sub", "xor", "mul", "or", "and")
-
-
-def _tail_inputs(tail: list[Instr]) -> list[tuple[str, str]]:
-    """(value, type) of integer operands the tail reads but does not define."""
-    defined = {i.result for i in tail if i.result}
-    found = {}
-    for ins in tail:
-        if ins.text is None and ins.op not in ("br", "phi", "select") and int_width(ins.ty) in WIDTHS:
-            for a in ins.args:
-                if a.startswith("%") and a not in defined:
-                    found.setdefault(a, ins.ty)
-    return list(found.items())
 
 
 @register
@@ -56,7 +44,7 @@ class BogusBranch(Pass):
             points = insertion_points(fn)
             while points:  # a random point with an integer value to build the predicate from
                 b, p = points.pop(rng.randrange(len(points)))
-                inputs = _tail_inputs(fn.blocks[b].instrs[p:])
+                inputs = tail_inputs(fn.blocks[b].instrs[p:])
                 guards = int_values(fn, b, p) + [(v, int_width(t)) for v, t in inputs]
                 if guards:
                     self._insert(fn, rng, b, p, inputs, guards)

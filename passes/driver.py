@@ -25,14 +25,13 @@ from typing import Callable, Sequence
 from mewe import executors
 from mewe.errors import MeweError, raise_if_interrupted
 from mewe.llvmir import definitions, instruction_count, llvm_error, parse_module, quote_name
-from mewe.types import IRModule, Variant
+from mewe.types import FALLBACK, IRModule, Variant
 
 from . import cache as disk
 from .framework import Pass, _plugins, instantiate, load_plugins, parse_spec, plugin_rules_digest, registry
 from .ir import Function, name_values
 
 ATTEMPTS_PER_VARIANT = 3  # tries per requested variant before a function is deemed exhausted
-FALLBACK = "junk-code"  # the pass whose variants codegen keeps (see _variants)
 _COMDAT_RE = re.compile(r" comdat(\(\$[^)]*\))?")
 _SOURCE_RE = re.compile(r"^(; ModuleID = |source_filename = ).*$", re.M)
 _LOCK = threading.Lock()  # a Dask worker may run tasks in threads; LLVM and z3 get one at a time

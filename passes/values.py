@@ -70,6 +70,18 @@ def int_values(fn: Function, block_index: int, point: int) -> list[tuple[str, in
     return found
 
 
+def tail_inputs(tail: list[Instr]) -> list[tuple[str, str]]:
+    """(value, type) of integer operands the tail reads but does not define."""
+    defined = {i.result for i in tail if i.result}
+    found = {}
+    for ins in tail:
+        if ins.text is None and ins.op not in ("br", "phi", "select") and int_width(ins.ty) in WIDTHS:
+            for a in ins.args:
+                if a.startswith("%") and a not in defined:
+                    found.setdefault(a, ins.ty)
+    return list(found.items())
+
+
 def insertion_points(fn: Function) -> list[tuple[int, int]]:
     """(block, index) pairs where new straight-line code may go before instruction `index`."""
     return [(b, p) for b in range(len(fn.blocks)) for p in split_points(fn, b)]

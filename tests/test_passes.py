@@ -416,6 +416,6 @@ def test_pass_parameters_in_a_textual_pipeline(program):
 
 def test_the_fallback_pass_is_a_setting(program):
     stacked = diversify(program, variants=4, seed=3, stack=1)
-    assert any(len(v.passes) == 2 and v.passes[1] == "junk-code" for vs in stacked.values() for v in vs)
+    assert any(len(v.passes) == 2 and v.passes[1] == "rare-branch" for vs in stacked.values() for v in vs)
     alone = diversify(program, variants=4, seed=3, stack=1, fallback=None)
     assert all(len(v.passes) == 1 for vs in alone.values() for v in vs)

@@ -1,4 +1,5 @@
-"""Families 7-12 (bogus-branch, junk-code, stack-layout, schedule, opt-pipeline, synthesize): each
+"""Families 7-13 (bogus-branch, junk-code, stack-layout, schedule, opt-pipeline, synthesize,
+rare-branch): each
 makes distinct variants that all verify (none dropped) and compute the same results, built with
 mewe and run under wasmtime, on the test program and on every example; opaque predicates and
 synthesized expressions are proven with z3."""
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 from mewe.passes import diversify, driver, registry
 from mewe.passes import synthesize as synth
 from mewe.passes.bogus import OPAQUE
+from mewe.passes.rare import FORMS as RARE_FORMS
 from mewe.passes.ir import Function
 from mewe.passes.pipeline import optimize
 from mewe.passes.rules import fold, parse_expr
@@ -27,7 +29,7 @@ from test_passes import (EDGES, INTERP, build, examples, module_text, named_func
 
 z3 = pytest.importorskip("z3")
 
-NEW = ["bogus-branch", "junk-code", "stack-layout", "schedule", "opt-pipeline", "synthesize"]
+NEW = ["bogus-branch", "junk-code", "stack-layout", "schedule", "opt-pipeline", "synthesize", "rare-branch"]
 TRIPLE = 'target triple = "wasm32-unknown-wasip1"\n'
 
 
@@ -171,6 +173,35 @@ def test_bogus_branch_keeps_phis_and_verifies():
         out = str(fn)
         parses_and_verifies(TRIPLE + out)
         assert "freeze" in out and re.search(r"br i1 %opq\.\d+, label %\S+, label %bogus", out)
+
+
+# --- rare-branch -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("form", RARE_FORMS, ids=["-".join(f) for f in RARE_FORMS])
+def test_rare_branch_recomputes_the_same_value(form):
+    """On the side path x == K, so z (x - K or x ^ K) is 0 and `v op (z mix R)` is v, for any v
+    and R, at every width: z3 finds no counterexample (nothing here can be poison: x is frozen,
+    the operations carry no flags and shift amounts are below the width)."""
+    op, mix = form
+    for width in (8, 16, 32, 64):
+        x, k, v, r = (z3.BitVec(n, width) for n in "xkvr")
+        ops = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "xor": lambda a, b: a ^ b,
+               "or": lambda a, b: a | b, "and": lambda a, b: a & b, "mul": lambda a, b: a * b,
+               "shl": lambda a, b: a << b}
+        for z in (x - k, x ^ k):
+            solver = z3.Solver()
+            solver.add(x == k, z3.ULT(r, width) if mix == "shl" else True, ops[op](v, ops[mix](z, r)) != v)
+            assert solver.check() == z3.unsat, (form, width)
+
+
+def test_rare_branch_guards_with_an_uncommon_constant_and_verifies():
+    for seed in range(30):
+        fn = Function.parse(LOOP)
+        assert registry["rare-branch"]().apply(fn, random.Random(seed))
+        out = str(fn)
+        parses_and_verifies(TRIPLE + out)
+        k = int(re.search(r"icmp eq i32 %rare\.x\.\d+, (-?\d+)", out).group(1))
+        assert abs(k) >= 1 << 16 and "freeze" in out and re.search(r"phi i32 \[ %\S+, %\S+ \], \[ %rare\.v", out)
 
 
 # --- junk-code and stack-layout ----------------------------------------------------------------
