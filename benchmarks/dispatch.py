@@ -6,7 +6,8 @@ behind a dispatcher, N variants each, made by the passes; --rerandomize, --max-c
 one process (wasmtime, module compiled once, a fresh instance per run, output discarded) and
 reports the median time ratio and the geometric mean over programs.
 
-    python benchmarks/dispatch.py [--variants 4] [--runs 7] [--rerandomize MODE] [--max-cost R] [--json out.json]
+    python benchmarks/dispatch.py [--variants 4] [--runs 7] [--rerandomize MODE] [--max-cost R] [--fallback PASS]
+                                  [--clock wall|cpu] [--json out.json]
 """
 
 from __future__ import annotations
@@ -50,10 +51,14 @@ def workloads(tmp: Path) -> list[tuple[str, Path, list[str], Path]]:
     ]
 
 
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+clock = CLOCKS["wall"]
+
+
 def time_run(module: Path, args: list[str], stdin: Path) -> float:
-    start = time.perf_counter()
+    start = clock()
     status = mewe.run(module, args, stdin=stdin, stdout=os.devnull)
-    elapsed = time.perf_counter() - start
+    elapsed = clock() - start
     if status != 0:
         raise SystemExit(f"{module.name} exited with {status}")
     return elapsed
@@ -68,7 +73,8 @@ def measure(args: argparse.Namespace) -> dict:
             mv_opts = MultivariantOptions(variants=args.variants, seed=args.seed, tail_calls=not args.no_tail_calls,
                                           dispatch=args.dispatch, rerandomize=Rerandomize.parse(args.rerandomize),
                                           max_cost=args.max_cost, inline_dispatch=args.inline_dispatch,
-                                          merge_bodies=args.merge_bodies)
+                                          merge_bodies=args.merge_bodies,
+                                          fallback=None if args.fallback == "none" else args.fallback)
             multi = mewe.build([source], tmp / f"{source.stem}.mv.wasm", multivariant=mv_opts)
             totals = multi.manifest.totals()
             for module in (plain, multi.output):  # warm: compile once, page in
@@ -85,7 +91,7 @@ def measure(args: argparse.Namespace) -> dict:
                   f"({totals['dispatched']}/{totals['functions']} functions dispatched)", file=sys.stderr)
     geomean = math.exp(statistics.fmean(math.log(r["ratio"]) for r in results))
     return {"variants": args.variants, "rerandomize": args.rerandomize, "max_cost": args.max_cost,
-            "inline_dispatch": args.inline_dispatch, "merge_bodies": args.merge_bodies, "dispatch": args.dispatch, "tail_calls": not args.no_tail_calls,
+            "inline_dispatch": args.inline_dispatch, "merge_bodies": args.merge_bodies, "fallback": args.fallback, "clock": args.clock, "dispatch": args.dispatch, "tail_calls": not args.no_tail_calls,
             "runs": args.runs, "programs": results, "geomean_ratio": geomean}
 
 
@@ -100,8 +106,13 @@ def main() -> None:
     parser.add_argument("--max-cost", type=float, default=MultivariantOptions().max_cost, metavar="RATIO")
     parser.add_argument("--inline-dispatch", type=int, default=MultivariantOptions().inline_dispatch, metavar="N")
     parser.add_argument("--merge-bodies", type=int, default=MultivariantOptions().merge_bodies, metavar="N")
+    parser.add_argument("--fallback", default=MultivariantOptions().fallback, metavar="PASS")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                        help="cpu: this process's CPU time, which other jobs on a shared machine disturb less")
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args()
+    global clock
+    clock = CLOCKS[args.clock]
     report = measure(args)
     print(f"geometric mean ratio: {report['geomean_ratio']:.2f}x", file=sys.stderr)
     print("| program | plain ms | multivariant ms | ratio | dispatched / functions |")
