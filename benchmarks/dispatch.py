@@ -7,7 +7,7 @@ one process (wasmtime, module compiled once, a fresh instance per run, output di
 reports the median time ratio and the geometric mean over programs.
 
     python benchmarks/dispatch.py [--variants 4] [--runs 7] [--rerandomize MODE] [--max-cost R] [--fallback PASS]
-                                  [--clock wall|cpu] [--json out.json]
+                                  [--clock wall|cpu] [--policies pinned:0,pinned:1] [--json out.json]
 """
 
 from __future__ import annotations
@@ -55,9 +55,9 @@ CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 clock = CLOCKS["wall"]
 
 
-def time_run(module: Path, args: list[str], stdin: Path) -> float:
+def time_run(module: Path, args: list[str], stdin: Path, policy: str | None = None) -> float:
     start = clock()
-    status = mewe.run(module, args, stdin=stdin, stdout=os.devnull)
+    status = mewe.run(module, args, stdin=stdin, stdout=os.devnull, policy=policy)
     elapsed = clock() - start
     if status != 0:
         raise SystemExit(f"{module.name} exited with {status}")
@@ -79,16 +79,20 @@ def measure(args: argparse.Namespace) -> dict:
             totals = multi.manifest.totals()
             for module in (plain, multi.output):  # warm: compile once, page in
                 time_run(module, argv, stdin)
-            times = {"plain": [], "multi": []}
+            times = {"plain": [], "multi": [], **{pol: [] for pol in args.policies}}
             for _ in range(args.runs):  # alternate, so drift on a shared machine hits both
                 times["plain"].append(time_run(plain, argv, stdin))
                 times["multi"].append(time_run(multi.output, argv, stdin))
+                for pol in args.policies:
+                    times[pol].append(time_run(multi.output, argv, stdin, pol))
             p, m = statistics.median(times["plain"]), statistics.median(times["multi"])
+            by_policy = {pol: statistics.median(times[pol]) / p for pol in args.policies}
             results.append({"program": label, "plain_ms": p * 1e3, "multivariant_ms": m * 1e3, "ratio": m / p,
                             "dispatched": totals["dispatched"], "functions": totals["functions"],
-                            "bodies": totals["bodies"]})
+                            "bodies": totals["bodies"], "policies": by_policy})
             print(f"{label:14} plain {p * 1e3:8.1f} ms  multivariant {m * 1e3:8.1f} ms  {m / p:5.2f}x  "
-                  f"({totals['dispatched']}/{totals['functions']} functions dispatched)", file=sys.stderr)
+                  f"({totals['dispatched']}/{totals['functions']} functions dispatched)"
+                  + "".join(f"  {pol} {r:.2f}x" for pol, r in by_policy.items()), file=sys.stderr)
     geomean = math.exp(statistics.fmean(math.log(r["ratio"]) for r in results))
     return {"variants": args.variants, "rerandomize": args.rerandomize, "max_cost": args.max_cost,
             "inline_dispatch": args.inline_dispatch, "merge_bodies": args.merge_bodies, "fallback": args.fallback, "clock": args.clock, "dispatch": args.dispatch, "tail_calls": not args.no_tail_calls,
@@ -109,6 +113,8 @@ def main() -> None:
     parser.add_argument("--fallback", default=MultivariantOptions().fallback, metavar="PASS")
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
                         help="cpu: this process's CPU time, which other jobs on a shared machine disturb less")
+    parser.add_argument("--policies", type=lambda t: [p for p in t.split(",") if p], default=[], metavar="P,Q",
+                        help="also time the multivariant module under these policies (e.g. pinned:0,pinned:1)")
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args()
     global clock
