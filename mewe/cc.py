@@ -276,12 +276,24 @@ def _dep_flags(cmd: Command, output: str) -> list[str]:
 def _compile(cmd: Command, source: str, output: str, emit: str, mv: MultivariantOptions) -> None:
     from mewe.separate import compile_unit
 
+    if output == "-":  # `-o -`: the output on stdout, as clang writes it
+        with tempfile.TemporaryDirectory(prefix="mewe-cc-") as tmp:
+            out = Path(tmp) / _object_name(source if source != "-" else "stdin", ".out")
+            _compile(cmd, source, str(out), emit, mv)
+            sys.stdout.buffer.write(out.read_bytes())
+            sys.stdout.buffer.flush()
+        return
     options = CompileOptions(opt_level=cmd.opt_level, extra_flags=tuple(cmd.compile_flags),
                              dependency_flags=tuple(_dep_flags(cmd, output)))
     if cmd.languages[source] == "c" and Path(source).suffix not in C_SUFFIXES:
-        with tempfile.TemporaryDirectory(prefix="mewe-cc-") as tmp:  # -x c on a file named otherwise
-            copy = Path(tmp) / (Path(source).name + ".c")
-            copy.write_bytes(Path(source).read_bytes())
+        # -x c on a file named otherwise, or `-` (stdin): a copy named .c for the frontend
+        try:
+            text = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+        except OSError as exc:
+            raise MeweError(f"{source}: {exc.strerror or exc}") from None
+        with tempfile.TemporaryDirectory(prefix="mewe-cc-") as tmp:
+            copy = Path(tmp) / (("stdin" if source == "-" else Path(source).name) + ".c")
+            copy.write_bytes(text)
             compile_unit(copy, output, options=options, multivariant=mv, emit=emit, unit=source, verbose=cmd.verbose)
         return
     compile_unit(source, output, options=options, multivariant=mv, emit=emit, unit=source, verbose=cmd.verbose)

@@ -250,6 +250,26 @@ def test_preprocessed_c_compiles_like_c(tmp_path):
     assert mewe("run", tmp_path / "app.wasm").stdout == b"42\n"
 
 
+@pytest.mark.parametrize("server", ["1", "0"])
+def test_stdin_source_and_stdout_output_as_clang_takes_them(tmp_path, server):
+    """`-x c -` compiles stdin (through the server too: it reads the client's stdin), `-o -`
+    writes the output to stdout, and a missing `-x c` input is one error line."""
+    env = {**os.environ, "MEWE_SERVER": server}
+    program = '#include <stdio.h>\nint twice(int x) { return 2 * x; }\nint main(void) { printf("%d\\n", twice(21)); return 0; }\n'
+    run_cc = lambda *a: subprocess.run([str(BIN / "mewe-cc"), *a], input=program.encode(), cwd=tmp_path,  # noqa: E731
+                                       capture_output=True, env=env, timeout=300)
+    linked = run_cc("-x", "c", "-", "-o", "app")
+    assert linked.returncode == 0, linked.stderr
+    assert mewe("run", tmp_path / "app").stdout == b"42\n"
+    unit = run_cc("-x", "c", "-c", "-", "-o", "unit.o")
+    assert unit.returncode == 0 and (tmp_path / "unit.o").read_bytes()[:4] == b"\0asm", unit.stderr
+    ir = run_cc("-x", "c", "-S", "-emit-llvm", "-", "-o", "-")
+    assert ir.returncode == 0 and b"define" in ir.stdout and b"mewe.slot" in ir.stdout and not (tmp_path / "-").exists()
+    missing = subprocess.run([str(BIN / "mewe-cc"), "-x", "c", "-c", "nofile"], cwd=tmp_path, capture_output=True, text=True,
+                             env=env, timeout=300)
+    assert missing.returncode == 1 and missing.stderr == "mewe-cc: error: nofile: No such file or directory\n"
+
+
 def test_a_project_library_named_like_a_libc_part_is_linked(tmp_path):
     """`-L. -lutil` must link the project's own libutil.a, as clang does; zig's driver alone
     drops -l names that are also parts of libc (util, m, rt, dl, pthread, c)."""
