@@ -179,9 +179,12 @@ def _optimize(fn: Function, passes: list[str]) -> str | None:
     fpm = llvm.create_new_function_pass_manager()
     for p in passes:
         getattr(fpm, f"add_{p}_pass")()
-    fpm.add_instruction_namer_pass()
     target = mod.get_function(fn.name)
     fpm.run(target, llvm.create_pass_builder(tm, pto))
+    _forget_long_names(target)
+    namer = llvm.create_new_function_pass_manager()
+    namer.add_instruction_namer_pass()
+    namer.run(target, llvm.create_pass_builder(tm, pto))
     out = str(mod)
     groups = {group: body for group, body in _ATTRS_RE.findall(out)}  # this module's #N -> content
     text = str(target)
@@ -196,6 +199,21 @@ def _optimize(fn: Function, passes: list[str]) -> str | None:
     except KeyError:
         return None  # an attribute set or a type the module does not have
     return body
+
+
+MAX_NAME = 128  # longer local names are dropped (the namer gives new ones)
+
+
+def _forget_long_names(fn: llvm.ValueRef) -> None:
+    """Unname blocks and values whose names grew long: passes that split blocks append a
+    suffix to a name each time (`loopexitsplitsplit...`), and LLVM's reader refuses local names
+    of more than 1024 characters, so such a variant would not parse."""
+    for block in fn.blocks:
+        if len(block.name) > MAX_NAME:
+            block.name = ""
+        for ins in block.instructions:
+            if len(ins.name) > MAX_NAME:
+                ins.name = ""
 
 
 @register

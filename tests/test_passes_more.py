@@ -325,6 +325,24 @@ bb3:
 """
 
 
+def test_opt_pipeline_variants_parse_when_passes_grow_names(tmp_path, toolchain):
+    """Passes that split blocks append to a block's name each time (`loopexitsplitsplit...`):
+    a loop with 250 exits to one label grew names past the 1,024 characters LLVM's reader
+    takes, and those variants were dropped as invalid IR. Long names are dropped instead."""
+    import mewe
+    from mewe.frontends import compile_c
+    from mewe.types import IRModule
+
+    cases = "".join(f"    case {k}: if (p[{k % 7}] == {k}) goto out; p++; break;\n" for k in range(250))
+    src = tmp_path / "exits.c"
+    src.write_text("int scan(const unsigned char *p, int n) {\n  int k = 0;\n  while (k < n) {\n"
+                   f"    switch (*p) {{\n{cases}    default: return -1;\n    }}\n    k++;\n  }}\n  return k;\n"
+                   "out:\n  return k * 2;\n}\n")
+    module = IRModule("exits", compile_c(src, mewe.CompileOptions(opt_level="2"), toolchain))
+    variants = diversify(module, variants=16, seed=0, passes=["opt-pipeline"], invalid=True, cache=False)
+    assert len(variants["scan"]) >= 8 and not [v.error for v in variants["scan"] if v.error]
+
+
 def test_opt_pipeline_maps_unnamed_types_back():
     # In the copy the passes run on, @other's body is a stub, so %0 is unused and the printer
     # calls @f's type %0. Left as is, the variant would index { i32, i32 }: a silent miscompile
