@@ -14,7 +14,7 @@ import random
 from .framework import Pass, register
 from .ir import Block, Function, Instr, int_width
 from .rules import emit, literal, parse_expr
-from .values import int_values, insertion_points, rename_uses, split_block, tail_inputs
+from .values import at_random_points, rename_uses, split_block
 
 # Always 1 for every x at every width in WIDTHS.
 OPAQUE_TEXT = """
@@ -37,20 +37,12 @@ class BogusBranch(Pass):
     sites = 2
 
     def apply(self, fn: Function, rng: random.Random) -> bool:
-        if any(i.op == "phi" and i.text is not None for i in fn.instructions()):
-            return False  # a phi the model cannot rename
-        changed = False
-        for _ in range(rng.randint(1, max(1, self.sites))):
-            points = insertion_points(fn)
-            while points:  # a random point with an integer value to build the predicate from
-                b, p = points.pop(rng.randrange(len(points)))
-                inputs = tail_inputs(fn.blocks[b].instrs[p:])
-                guards = int_values(fn, b, p) + [(v, int_width(t)) for v, t in inputs]
-                if guards:
-                    self._insert(fn, rng, b, p, inputs, guards)
-                    changed = True
-                    break
-        return changed
+        def insert(b: int, p: int, inputs, guards) -> bool:  # needs an integer to build the predicate from
+            if guards:
+                self._insert(fn, rng, b, p, inputs, guards)
+            return bool(guards)
+
+        return at_random_points(fn, rng, self.sites, insert)
 
     @staticmethod
     def _insert(fn: Function, rng: random.Random, index: int, point: int, inputs, guards) -> None:

@@ -16,7 +16,7 @@ import random
 from .framework import Pass, register
 from .ir import Block, Function, Instr, int_width
 from .rules import literal
-from .values import insertion_points, int_values, rename_uses, split_block, tail_inputs
+from .values import at_random_points, rename_uses, split_block
 
 # v op (z mix R) == v whenever z == 0, for any v and R (proven in tests/test_passes_more.py).
 FORMS = (("add", "mul"), ("xor", "and"), ("or", "and"), ("sub", "shl"))
@@ -39,21 +39,13 @@ class RareBranch(Pass):
     sites = 1
 
     def apply(self, fn: Function, rng: random.Random) -> bool:
-        if any(i.op == "phi" and i.text is not None for i in fn.instructions()):
-            return False  # a phi the model cannot rename
-        changed = False
-        for _ in range(rng.randint(1, max(1, self.sites))):
-            points = insertion_points(fn)
-            while points:  # a random point where the tail reads an integer, with a guard value before it
-                b, p = points.pop(rng.randrange(len(points)))
-                inputs = tail_inputs(fn.blocks[b].instrs[p:])
-                guards = [(v, w) for v, w in int_values(fn, b, p) if w > 1] + \
-                    [(v, int_width(t)) for v, t in inputs if int_width(t) > 1]
-                if inputs and guards:
-                    self._insert(fn, rng, b, p, rng.choice(inputs), rng.choice(guards))
-                    changed = True
-                    break
-        return changed
+        def insert(b: int, p: int, inputs, guards) -> bool:  # a value the tail reads, and a guard to compare
+            guards = [(v, w) for v, w in guards if w > 1]
+            if inputs and guards:
+                self._insert(fn, rng, b, p, rng.choice(inputs), rng.choice(guards))
+            return bool(inputs and guards)
+
+        return at_random_points(fn, rng, self.sites, insert)
 
     @staticmethod
     def _insert(fn: Function, rng: random.Random, index: int, point: int, value: tuple[str, str],

@@ -82,6 +82,27 @@ def tail_inputs(tail: list[Instr]) -> list[tuple[str, str]]:
     return list(found.items())
 
 
+def at_random_points(fn: Function, rng, sites: int, insert) -> bool:
+    """Try `insert(block, point, inputs, guards)` at random insertion points until it accepts
+    one (returns True), 1 to `sites` times; whether it accepted any. `inputs` are the integer
+    values the rest of the block reads (`tail_inputs`), `guards` the integer values available
+    there and those inputs, as (value, width). Functions with a phi the model cannot rename
+    are left alone: passes that use this split blocks."""
+    if any(i.op == "phi" and i.text is not None for i in fn.instructions()):
+        return False
+    changed = False
+    for _ in range(rng.randint(1, max(1, sites))):
+        points = insertion_points(fn)
+        while points:
+            b, p = points.pop(rng.randrange(len(points)))
+            inputs = tail_inputs(fn.blocks[b].instrs[p:])
+            guards = int_values(fn, b, p) + [(v, int_width(t)) for v, t in inputs]
+            if insert(b, p, inputs, guards):
+                changed = True
+                break
+    return changed
+
+
 def insertion_points(fn: Function) -> list[tuple[int, int]]:
     """(block, index) pairs where new straight-line code may go before instruction `index`."""
     return [(b, p) for b in range(len(fn.blocks)) for p in split_points(fn, b)]
