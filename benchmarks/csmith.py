@@ -36,7 +36,7 @@ from pathlib import Path
 CSMITH_INCLUDE = Path("/usr/include/csmith")
 CSMITH_OPTIONS = ["--max-funcs", "8", "--max-block-depth", "3", "--no-packed-struct"]
 ALL_PASSES = ("constant-blinding,shuffle-blocks,split-blocks,bogus-branch,junk-code,swap-commutative,"
-              "invert-compare,opt-pipeline,schedule,stack-layout,substitute,synthesize")
+              "invert-compare,opt-pipeline,schedule,stack-layout,substitute,synthesize,rare-branch")
 OPT_LEVELS = ("0", "1", "2", "3", "s", "z")
 MAX_STACK = 4  # a program's passes: a random stack of 1 to this many, in random order
 MAX_VARIANTS = 3
