@@ -40,7 +40,6 @@ class RareBranch(Pass):
 
     def apply(self, fn: Function, rng: random.Random) -> bool:
         def insert(b: int, p: int, inputs, guards) -> bool:  # a value the tail reads, and a guard to compare
-            guards = [(v, w) for v, w in guards if w > 1]
             if inputs and guards:
                 self._insert(fn, rng, b, p, rng.choice(inputs), rng.choice(guards))
             return bool(inputs and guards)
