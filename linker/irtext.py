@@ -7,6 +7,7 @@ functions. Anything it does not recognise makes it skip the function, never gues
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -25,6 +26,16 @@ NAME = GLOBAL_NAME
 
 def tokens(text: str) -> list[str]:
     """Split on spaces outside brackets and quotes: `ptr byval(%S) align 4 %0` -> 4 tokens."""
+    return list(_tokens(text))
+
+
+_NESTED = re.compile(r'["([{<]')
+
+
+@functools.lru_cache(maxsize=4096)  # the same attribute groups and headers are split again and again
+def _tokens(text: str) -> tuple[str, ...]:
+    if not _NESTED.search(text):
+        return tuple(text.split())
     out, depth, cur, quoted = [], 0, [], False
     for ch in text:
         if quoted:
@@ -45,7 +56,7 @@ def tokens(text: str) -> list[str]:
         cur.append(ch)
     if cur:
         out.append("".join(cur))
-    return out
+    return tuple(out)
 
 
 @dataclass

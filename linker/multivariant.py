@@ -461,7 +461,9 @@ def link_variants(
     context = new_context()
     mod = _link_checked(mt, plans, options, reports, context, unit)  # dispatcher ids follow `names`
     for plan in plans:  # before dispatchers are inlined into the bodies that call them
-        plan.report.costs = [_cost(key, mod, body_name(plan.report.name, k)) for k, key in enumerate(plan.keys)]
+        known = [plan.variants[0].original_cost if plan.variants else None] + [v.cost for v in plan.variants]
+        plan.report.costs = [c if c is not None else _cost(key, mod, body_name(plan.report.name, k))
+                             for k, (key, c) in enumerate(zip(plan.keys, known))]
     mod.link_in(parse_module(runtime.bitcode, context=context))
     _inline_discriminator(mod)
     if unit is not None:  # every unit has its copy; the runtime archive has the shared one

@@ -94,27 +94,37 @@ FRAME_COST = 8  # a stack slot makes a frame on wasm's shadow stack: stack-point
 
 
 def function_cost(fn: llvm.ValueRef) -> int:
-    """A static run-time cost estimate of a defined function: its instructions, each weighted
-    LOOP_WEIGHT ** (the natural loops around its block), from the CFG llvmlite gives; and
-    FRAME_COST if it has stack slots."""
+    """`cfg_cost` of a defined function, from the CFG llvmlite gives (about 1 ms per body: passes
+    that hold a function already compute it from their own model; see Variant.cost)."""
     blocks = list(fn.blocks)
     if not blocks:
         return 0
     index = {_address(b): i for i, b in enumerate(blocks)}
-    sizes, succs, frame = [], [], 0
+    sizes, succs, alloca = [], [], False
     for b in blocks:
         instructions = list(b.instructions)
-        frame = frame or FRAME_COST * any(i.opcode == "alloca" for i in instructions)
+        alloca = alloca or any(i.opcode == "alloca" for i in instructions)
         sizes.append(len(instructions))
         succs.append([index[_address(o)] for o in instructions[-1].operands
                       if o.value_kind == llvm.ValueKind.basic_block] if instructions else [])
-    preds: list[list[int]] = [[] for _ in blocks]
+    return cfg_cost(sizes, succs, alloca)
+
+
+def cfg_cost(sizes: list[int], succs: list[list[int]], alloca: bool) -> int:
+    """A static run-time cost estimate of a function body, given per block (the entry first) its
+    instruction count and successors, and whether it has stack slots: its instructions, each
+    weighted LOOP_WEIGHT ** (the natural loops around its block, up to 3), and FRAME_COST for
+    stack slots."""
+    if not sizes:
+        return 0
+    succs = [sorted(set(targets)) for targets in succs]  # the walk's order then never depends on operand order
+    preds: list[list[int]] = [[] for _ in sizes]
     for u, targets in enumerate(succs):
         for v in targets:
             preds[v].append(u)
     # Back edges (to a block on the depth-first stack) name loop headers and their latches.
     latches: dict[int, list[int]] = {}
-    state = [1] + [0] * (len(blocks) - 1)  # 0 unvisited, 1 on the stack, 2 done
+    state = [1] + [0] * (len(sizes) - 1)  # 0 unvisited, 1 on the stack, 2 done
     stack = [(0, iter(succs[0]))]
     while stack:
         u, it = stack[-1]
@@ -127,7 +137,7 @@ def function_cost(fn: llvm.ValueRef) -> int:
         elif state[v] == 0:
             state[v] = 1
             stack.append((v, iter(succs[v])))
-    depth = [0] * len(blocks)
+    depth = [0] * len(sizes)
     for header, ends in latches.items():
         body, work = {header}, [e for e in ends if e != header]
         while work:  # the blocks that reach a latch without passing the header
@@ -137,7 +147,7 @@ def function_cost(fn: llvm.ValueRef) -> int:
                 work += preds[w]
         for w in body:
             depth[w] += 1
-    return frame + sum(n * LOOP_WEIGHT ** min(3, d) for n, d in zip(sizes, depth))
+    return FRAME_COST * alloca + sum(n * LOOP_WEIGHT ** min(3, d) for n, d in zip(sizes, depth))
 
 
 def _address(ref: llvm.ValueRef) -> int:

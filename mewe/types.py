@@ -60,6 +60,10 @@ class Variant:
     ir: str = field(repr=False)
     passes: tuple[str, ...] = ()  # the passes that made it, in the order applied
     error: str = ""  # why it cannot be used (LLVM's verifier message), if it cannot
+    # Static cost estimates (`mewe.llvmir.cfg_cost`) of this body and of the original it was made
+    # from, computed where it was made; None: the linker computes them from the parsed module.
+    cost: int | None = None
+    original_cost: int | None = None
 
 
 class Status(str, Enum):

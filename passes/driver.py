@@ -28,6 +28,7 @@ from mewe.llvmir import definitions, instruction_count, llvm_error, parse_module
 from mewe.types import FALLBACK, IRModule, Variant
 
 from . import cache as disk
+from .analysis import body_cost
 from .framework import Pass, _plugins, instantiate, load_plugins, parse_spec, plugin_rules_digest, registry
 from .ir import Function, name_values
 
@@ -129,7 +130,7 @@ def diversify(
     for i, vs in zip(todo, fresh):
         made[i] = vs
         if cache:
-            disk.store("", keys[i], [[v.ir, list(v.passes)] for v in vs])
+            disk.store("", keys[i], [[v.ir, list(v.passes), v.cost, v.original_cost] for v in vs])
 
     candidates = [v for vs in made for v in vs]
     result: dict[str, list[Variant]] = {}
@@ -191,16 +192,18 @@ def _load(key: str, name: str) -> list[Variant] | None:
     """The cached candidates under `key`, or None if there are none (or the entry is damaged)."""
     entry = disk.load("", key)
     if not isinstance(entry, list) or not all(
-            isinstance(e, list) and len(e) == 2 and isinstance(e[0], str) and isinstance(e[1], list)
-            and all(isinstance(p, str) for p in e[1]) for e in entry):
+            isinstance(e, list) and len(e) == 4 and isinstance(e[0], str) and isinstance(e[1], list)
+            and all(isinstance(p, str) for p in e[1]) and all(type(c) is int for c in e[2:]) for e in entry):
         return None
-    return [Variant(name, ir, tuple(applied)) for ir, applied in entry]
+    return [Variant(name, ir, tuple(applied), cost=cost, original_cost=original)
+            for ir, applied, cost, original in entry]
 
 
 def _variants(fn: Function, name: str, instances: dict[str, Pass], pipeline: Sequence[str], count: int, seed: int,
               random_mode: bool, stack: int, check: Callable[[Function], str] | None = None,
               fallback: str | None = None) -> list[Variant]:
     seen = {str(fn)}
+    original_cost = body_cost(fn)  # costs come from the model in hand: the linker need not walk the parsed IR
     out: list[Variant] = []
     for k in range(count * ATTEMPTS_PER_VARIANT):
         if len(out) == count:
@@ -225,7 +228,8 @@ def _variants(fn: Function, name: str, instances: dict[str, Pass], pipeline: Seq
         ir = str(clone)
         if applied and ir not in seen:
             seen.add(ir)
-            out.append(Variant(name, ir, tuple(applied), error=error or ""))
+            out.append(Variant(name, ir, tuple(applied), error=error or "", cost=body_cost(clone),
+                               original_cost=original_cost))
     return out
 
 

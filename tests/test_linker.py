@@ -675,6 +675,37 @@ def test_cost_estimate_weights_loops_and_frames():
     expected = FRAME_COST + 3 + 5 * LOOP_WEIGHT + 4 * LOOP_WEIGHT ** 2
     assert function_cost(mod.get_function("nested")) == expected
 
+    from mewe.passes.analysis import body_cost
+    from mewe.passes.ir import Function, name_values
+
+    name_values(mod)
+    for name in ("straight", "nested"):  # the passes' model finds the same numbers
+        body = str(mod.get_function(name))
+        assert body_cost(Function.parse(body[body.index("define"):], name)) == function_cost(mod.get_function(name))
+
+
+@pytest.mark.parametrize("source", [EXAMPLES / "interp.c", EXAMPLES / "sort.c",
+                                    EXAMPLES.parent / "benchmarks" / "programs" / "calls.c"], ids=lambda p: p.stem)
+def test_costs_made_with_the_variants_equal_the_linkers_own(source):
+    """Variants carry the cost estimates computed where they were made; the linker computes the
+    same numbers from the parsed module when they do not."""
+    from mewe import frontends, linker, passes, pipeline
+    from mewe.toolchain import find_toolchain
+    from mewe.types import CompileOptions
+
+    toolchain = find_toolchain()
+    program = linker.link_modules([frontends.load_source(source, CompileOptions(), toolchain)])
+    mv = MultivariantOptions(variants=4, cache=False, jobs=1, inline_dispatch=0, merge_bodies=0)
+    made = passes.diversify(program, variants=8, seed=3, jobs=1, executor="serial", cache=False)
+    assert all(v.cost is not None and v.original_cost is not None for vs in made.values() for v in vs)
+    bare = {f: [dataclasses.replace(v, cost=None, original_cost=None) for v in vs] for f, vs in made.items()}
+    rt = pipeline.discriminator(mv, toolchain)
+    _, with_costs, _ = linker.link_variants(program, made, rt, mv)
+    _, computed, _ = linker.link_variants(program, bare, rt, mv)
+    dispatched = [r for r in computed if r.status == "dispatched"]
+    assert len(dispatched) >= 2
+    assert [(r.name, r.costs) for r in with_costs] == [(r.name, r.costs) for r in computed]
+
 
 CODEGEN_FAILS = """target triple = "wasm32-unknown-wasi"
 declare void @llvm.x86.sse2.pause()
