@@ -32,6 +32,7 @@ def _quiet(stage: str, done: int, total: int) -> None:
 
 
 CALL_COST = 8  # what a call costs besides its body, in IR instructions: a tiny body may grow a little
+SPARES = 2  # candidates over the cost bound that still reach codegen: the cheapest, in case all within it fold
 
 
 def _lower_all(sources: list[Path], options: CompileOptions, toolchain: Toolchain, verbose: bool) -> list[IRModule]:
@@ -106,14 +107,43 @@ def _choose(levels: list[dict], reports: list[FunctionReport], used: dict[str, l
                     s.add(code)
                 distinct.append((k, variant))
         cost = {k: body_costs[name][k] for k in [0, *(k for k, _ in distinct)]}
-        if mv.max_cost and (mv.hot is None or name in mv.hot):
-            bound = (cost[0] + CALL_COST) * mv.max_cost - CALL_COST
+        if _bounded(name, mv):
+            bound = _bound(cost[0], mv)
             by_cost = sorted(distinct, key=lambda kv: (cost[kv[0]], kv[0]))
             kept = sorted([(k, v) for k, v in by_cost if cost[k] <= bound][:mv.variants] or by_cost[:1])
         else:
             kept = distinct[:mv.variants]
         chosen[name] = [v for _, v in kept]
     return chosen
+
+
+def _bounded(name: str, mv: MultivariantOptions) -> bool:
+    return bool(mv.max_cost) and (mv.hot is None or name in mv.hot)
+
+
+def _bound(original_cost: int, mv: MultivariantOptions) -> float:
+    return (original_cost + CALL_COST) * mv.max_cost - CALL_COST
+
+
+def _affordable(variants: Mapping[str, Sequence[Variant]],
+                mv: MultivariantOptions) -> tuple[dict[str, list[Variant]], dict[str, int]]:
+    """`variants` without candidates `_choose` would never keep, so that codegen need not compile
+    them: those over the cost bound, but for the SPARES cheapest (kept only if none within it
+    survives). Costs come with the variants (see Variant.cost); without them, all are kept.
+    Also how many each function lost."""
+    out, cut = {}, {}
+    for name, vs in variants.items():
+        valid = [v for v in vs if not v.error]
+        if not _bounded(name, mv) or not valid or any(v.cost is None or v.original_cost is None for v in valid):
+            out[name] = list(vs)
+            continue
+        bound = _bound(valid[0].original_cost, mv)
+        over = sorted((v.cost, k) for k, v in enumerate(vs) if not v.error and v.cost > bound)
+        dropped = {k for _, k in over[SPARES:]}
+        out[name] = [v for k, v in enumerate(vs) if k not in dropped]
+        if dropped:
+            cut[name] = len(dropped)
+    return out, cut
 
 
 def discriminator(mv: MultivariantOptions, toolchain: Toolchain, *, fast_path_only: bool = False,
@@ -158,6 +188,7 @@ def link_multivariant(program: IRModule, options: CompileOptions, mv: Multivaria
     and variants are compared by their code in the object."""
     if variants is None:
         variants = make_variants(program, mv, progress)
+    variants, unaffordable = _affordable(variants, mv)
     rt = discriminator(mv, toolchain, fast_path_only=unit is not None, verbose=verbose)
     progress("linking and generating code", 0, 0)
 
@@ -190,6 +221,7 @@ def link_multivariant(program: IRModule, options: CompileOptions, mv: Multivaria
         reports = second
     code = parse_wasm(wasm if wasm is not None else obj).code_by_name()
     for r in reports:
+        r.folded += unaffordable.get(r.name, 0)  # surplus too, dropped before codegen
         if r.name in crashed:
             r.reason = crashed[r.name]
         r.unit = unit or ""

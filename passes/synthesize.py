@@ -175,16 +175,17 @@ def _z3(expr: Expr, env: dict, width: int, ctx):
             "ashr": lambda: x >> y}[op]()
 
 
-def prove_equal(source: Expr, target: Expr, width: int, rlimit: int = Z3_RLIMIT) -> bool:
+def prove_equal(source: Expr, target: Expr, width: int, rlimit: int = Z3_RLIMIT, ctx=None) -> bool:
     """Whether z3 proves `target` equal to `source` for every input, within `rlimit`.
 
     Neither can be poison: their shifts are by constants below the width, and alternatives
-    carry no flags (flags on the source only make it less defined). A fresh z3 context per
-    proof makes the resource limit, and so the outcome, independent of earlier proofs.
+    carry no flags (flags on the source only make it less defined). The outcome near the
+    resource limit may depend on what the z3 context `ctx` saw before, so callers give a fresh
+    one (None: a new one) or one that has seen the same proofs in the same order every time.
     """
     import z3
 
-    ctx = z3.Context()
+    ctx = ctx or z3.Context()
     env = {n: z3.BitVec(n, width, ctx) for n in _leaves(source) + _leaves(target) if isinstance(n, str)}
     solver = z3.Solver(ctx=ctx)
     solver.set("rlimit", rlimit)
@@ -203,11 +204,14 @@ def alternatives(shape: Expr, width: int, nvars: int) -> list[Expr]:
         disk_key = cache.digest("synthesize", cache.code_version(), width, shape, nvars)
         proven = _exprs(cache.load("proofs", disk_key))
         if proven is None:
+            import z3
+
             proven = []
             candidates = enumerate_candidates(shape, width, nvars)
             random.Random(repr(key)).shuffle(candidates)  # a spread, not only the smallest
+            ctx = z3.Context()  # one per shape (4 ms to make): it sees this shape's proofs, always in this order
             for cand in candidates[:MAX_TRIES]:
-                if prove_equal(shape, cand, width):
+                if prove_equal(shape, cand, width, ctx=ctx):
                     proven.append(cand)
                     if len(proven) == MAX_PROOFS:
                         break
