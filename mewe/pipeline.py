@@ -129,8 +129,8 @@ def _affordable(variants: Mapping[str, Sequence[Variant]],
                 mv: MultivariantOptions) -> tuple[dict[str, list[Variant]], dict[str, int]]:
     """`variants` without candidates `_choose` would never keep, so that codegen need not compile
     them: those over the cost bound, but for the SPARES cheapest (kept only if none within it
-    survives). Costs come with the variants (see Variant.cost); without them, all are kept.
-    Also how many each function lost."""
+    survives), for functions with candidates within it. Costs come with the variants (see
+    Variant.cost); without them, all are kept. Also how many each function lost."""
     out, cut = {}, {}
     for name, vs in variants.items():
         valid = [v for v in vs if not v.error]
@@ -139,6 +139,9 @@ def _affordable(variants: Mapping[str, Sequence[Variant]],
             continue
         bound = _bound(valid[0].original_cost, mv)
         over = sorted((v.cost, k) for k, v in enumerate(vs) if not v.error and v.cost > bound)
+        if len(valid) - len(over) < mv.variants + SPARES:  # all those within may fold: the cheapest distinct one over is kept
+            out[name] = list(vs)
+            continue
         dropped = {k for _, k in over[SPARES:]}
         out[name] = [v for k, v in enumerate(vs) if k not in dropped]
         if dropped:

@@ -110,3 +110,21 @@ def test_modules_and_contexts_collected_together_do_not_crash():
         holder["self"] = mod._cycle = context._cycle = holder
         del mod, context, holder
     gc.collect()
+
+
+def test_candidates_over_the_cost_bound_skip_codegen_only_when_enough_are_within_it():
+    from mewe import pipeline
+    from mewe.types import MultivariantOptions, Variant
+
+    mv = MultivariantOptions(variants=2, max_cost=1.25)  # original cost 10: the bound is 14.5
+    def made(*costs):
+        return [Variant("f", f"v{k}", ("p",), cost=c, original_cost=10) for k, c in enumerate(costs)]
+
+    many = made(30, 11, 12, 40, 13, 14, 20, 50)  # 5 within; the 2 cheapest over it stay as spares
+    kept, cut = pipeline._affordable({"f": many}, mv)
+    assert [v.cost for v in kept["f"]] == [30, 11, 12, 13, 14, 20] and cut == {"f": 2}
+    few = made(30, 11, 40, 50)  # if the one within folds, `_choose` needs the cheapest distinct one over
+    assert pipeline._affordable({"f": few}, mv) == ({"f": few}, {})
+    unknown = [Variant("f", "v", ("p",))] * 8  # costs not known: nothing is cut
+    assert pipeline._affordable({"f": unknown}, mv)[1] == {}
+    assert pipeline._affordable({"f": many}, MultivariantOptions(variants=2, max_cost=0))[1] == {}  # no bound
