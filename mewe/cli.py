@@ -442,7 +442,7 @@ def make_parser() -> argparse.ArgumentParser:
     ca = sub.add_parser("cache", help="show, prune or clear the variant cache",
                         description="The variant cache ($MEWE_CACHE_DIR/variants, default ~/.cache/mewe/variants) "
                                     "keeps each function's variants (and proofs of plugin rules) so rebuilds remake "
-                                    "only what changed. 'info' shows its size, 'prune --max-size SIZE' removes the "
+                                    "only what changed, and the machine code of modules 'run' and 'serve' ran. 'info' shows its size, 'prune --max-size SIZE' removes the "
                                     "least recently used entries until it fits, 'clear' empties it.")
     ca.add_argument("action", choices=("info", "prune", "clear"))
     ca.add_argument("--max-size", type=_size, metavar="SIZE", help="for prune: the size to keep, e.g. 500M or 2G")

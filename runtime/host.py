@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 import secrets
 import struct
@@ -26,16 +27,40 @@ from mewe.wasm import COMPONENT_MAGIC, dispatch_table, not_a_module
 TRAP_EXIT_CODE = 134
 
 
-def engine_config() -> wasmtime.Config:
-    """wasmtime settings for mewe's modules: wasm exceptions on (setjmp/longjmp use them)."""
+def engine_config(*, cache: bool = False) -> wasmtime.Config:
+    """wasmtime settings for mewe's modules: wasm exceptions on (setjmp/longjmp use them). With
+    `cache`, compiled modules are kept on disk (wasmtime's own cache, under mewe's variant cache:
+    `mewe cache` manages it; MEWE_CACHE=0 turns it off), so running a module again skips
+    Cranelift: a multivariant module holds several times the code of its plain build."""
     config = wasmtime.Config()
     config.wasm_exceptions = True
+    if cache and os.environ.get("MEWE_CACHE", "1") != "0":
+        _enable_cache(config)
     return config
+
+
+CACHE_LIMIT = "1Gi"  # wasmtime evicts the least recently used compiled modules past this
+
+
+def _enable_cache(config: wasmtime.Config) -> None:
+    from mewe.fsutil import atomic_output, cache_dir
+
+    directory = cache_dir("variants", "wasmtime")
+    # A JSON string is a TOML basic string too (the same escapes).
+    settings = f'[cache]\ndirectory = {json.dumps(str(directory))}\nfiles-total-size-soft-limit = "{CACHE_LIMIT}"\n'
+    path = directory / "config.toml"
+    try:
+        if not path.is_file() or path.read_text() != settings:
+            with atomic_output(path) as out:
+                out.write_text(settings)
+        config.cache = str(path)
+    except (OSError, MeweError, wasmtime.WasmtimeError):
+        pass  # no cache (unwritable, or a path TOML cannot hold): modules are compiled as before
 
 
 @functools.lru_cache(maxsize=1)
 def _engine() -> wasmtime.Engine:
-    return wasmtime.Engine(engine_config())
+    return wasmtime.Engine(engine_config(cache=True))
 
 
 @functools.lru_cache(maxsize=32)

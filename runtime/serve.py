@@ -96,7 +96,7 @@ class _Node:
         from .host import engine_config, load_module
 
         self.node_id, self.limits = node_id, limits
-        config = engine_config()
+        config = engine_config(cache=True)  # a restarted node loads its services without compiling them
         config.epoch_interruption = True
         self.engine = wasmtime.Engine(config)
         self.services = {name: load_module(self.engine, path) for name, path in routes.items()}

@@ -97,3 +97,22 @@ def test_a_closed_pipe_ends_output_quietly(tmp_path):
     assert mewe("build", EXAMPLES / "interp.c", "--variants", "2", "-o", wasm).returncode == 0
     proc = subprocess.run(f'"{sys.executable}" -m mewe inspect "{wasm}" | head -1', shell=True, capture_output=True, text=True)
     assert proc.stdout.count("\n") == 1 and proc.stderr == ""
+
+
+def test_compiled_modules_are_cached_and_a_damaged_entry_is_compiled_again(prog, tmp_path):
+    import os
+
+    env = {**os.environ, "MEWE_CACHE_DIR": str(tmp_path / "cache")}
+    compiled = tmp_path / "cache" / "variants" / "wasmtime" / "modules"
+
+    def entries():
+        return [p for p in compiled.rglob("*") if p.is_file() and p.suffix != ".stats"] if compiled.is_dir() else []
+
+    assert mewe("run", prog, stdin=b"abc", env={**env, "MEWE_CACHE": "0"}).stdout == b"ABC"
+    assert entries() == []  # the cache off: nothing kept
+    assert mewe("run", prog, stdin=b"abc", env=env).stdout == b"ABC"
+    assert len(entries()) == 1  # Cranelift's code for prog.wasm, which the next run loads
+    for damage in (os.urandom(64), b""):
+        entries()[0].write_bytes(damage)
+        res = mewe("run", prog, stdin=b"abc", env=env)
+        assert (res.returncode, res.stdout, res.stderr) == (0, b"ABC", "")
