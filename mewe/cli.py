@@ -142,6 +142,8 @@ class _TerminalProgress:
 
 
 def _report_build(result, verbose: bool) -> None:
+    for warning in result.warnings:
+        print(f"mewe: warning: {warning}", file=sys.stderr)
     if result.manifest:
         for line in result.manifest.drop_summary(verbose):
             print(f"mewe: {line}", file=sys.stderr)

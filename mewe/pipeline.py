@@ -32,6 +32,7 @@ def _quiet(stage: str, done: int, total: int) -> None:
 
 
 CALL_COST = 8  # what a call costs besides its body, in IR instructions: a tiny body may grow a little
+NO_MAIN = b"undefined_weak:main"  # wasm-ld's name for the stub of a weak main nobody defined
 SPARES = 2  # candidates over the cost bound that still reach codegen: the cheapest, in case all within it fold
 
 
@@ -346,6 +347,10 @@ def build(
         manifest = Manifest(out.name, multivariant.variants, multivariant.seed, str(multivariant.policy),
                             multivariant.dispatch, str(multivariant.rerandomize), multivariant.tail_calls, multivariant.trace, reports)
         wasm = add_dispatch_table(wasm, manifest)
+    warnings = []
+    if emit != "http" and NO_MAIN in wasm:  # wasi-libc's _start calls main; the name section names the stub
+        warnings.append("the program defines no main function, so running it traps at once "
+                        "(a library is compiled with mewe-cc -c and archived with mewe-ar)")
     if emit != "module":
         progress("making a component", 0, 0)
         wasm = componentize(wasm, out.name, emit)
@@ -360,7 +365,7 @@ def build(
             keep = out.with_suffix(suffix)
             write_atomic(keep, data)
             temps.append(keep)
-    return BuildResult(out, len(wasm), tuple(temps), manifest, manifest_path(out) if manifest else None)
+    return BuildResult(out, len(wasm), tuple(temps), manifest, manifest_path(out) if manifest else None, tuple(warnings))
 
 
 def cargo_build(

@@ -280,3 +280,4 @@ class BuildResult:
     temps: tuple[Path, ...] = ()  # intermediate files kept with keep_temps
     manifest: Manifest | None = None  # multivariant builds only
     manifest_path: Path | None = None
+    warnings: tuple[str, ...] = ()  # what the user should know that does not stop the build

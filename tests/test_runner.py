@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import mewe
+from conftest import EXAMPLES, mewe
 
 PROGRAM = r"""
 #include <stdio.h>
@@ -116,3 +116,14 @@ def test_compiled_modules_are_cached_and_a_damaged_entry_is_compiled_again(prog,
         entries()[0].write_bytes(damage)
         res = mewe("run", prog, stdin=b"abc", env=env)
         assert (res.returncode, res.stdout, res.stderr) == (0, b"ABC", "")
+
+
+def test_a_program_without_main_builds_with_one_warning(tmp_path):
+    (tmp_path / "lib.c").write_text("int add(int a, int b) { return a + b; }\n")
+    res = mewe("build", tmp_path / "lib.c", "-o", tmp_path / "lib.wasm")
+    assert res.returncode == 0
+    assert [line for line in res.stderr.splitlines() if "warning" in line] == [
+        "mewe: warning: the program defines no main function, so running it traps at once "
+        "(a library is compiled with mewe-cc -c and archived with mewe-ar)"]
+    assert mewe("run", tmp_path / "lib.wasm").returncode == 134  # what the warning said
+    assert "warning" not in mewe("build", EXAMPLES / "hash.c", "-o", tmp_path / "hash.wasm").stderr
