@@ -8,6 +8,7 @@ import hashlib
 import inspect
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -195,7 +196,22 @@ def _reap(running: dict[int, int], files: list, results: list) -> None:
                 err.seek(0)
                 results[i] = (os.waitstatus_to_exitcode(wait_status), out.read(), err.read())
                 return
+        _wait_for_any(list(running))
+
+
+def _wait_for_any(pids: list[int]) -> None:
+    """Block until one of `pids` (children of ours) may have ended: on their pidfds where the
+    system has them (a small module's code takes a few ms, so polling's sleeps would show),
+    else a short sleep."""
+    fds = []
+    try:
+        fds = [os.pidfd_open(pid) for pid in pids]
+        select.select(fds, [], [], 1.0)
+    except (AttributeError, OSError):
         time.sleep(0.005)
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 # Big modules are code-generated in parts, in parallel (as LLVM's parallel LTO code generation
