@@ -130,8 +130,10 @@ def _affordable(variants: Mapping[str, Sequence[Variant]],
                 mv: MultivariantOptions) -> tuple[dict[str, list[Variant]], dict[str, int]]:
     """`variants` without candidates `_choose` would never keep, so that codegen need not compile
     them: those over the cost bound, but for the SPARES cheapest (kept only if none within it
-    survives), for functions with candidates within it. Costs come with the variants (see
-    Variant.cost); without them, all are kept. Also how many each function lost."""
+    survives), in functions with at least `variants + SPARES` candidates within it (with fewer,
+    all those within may fold, and the cheapest distinct one over it is kept: cost order does
+    not say which that is). Costs come with the variants (see Variant.cost); without them, all
+    are kept. Also how many each function lost."""
     out, cut = {}, {}
     for name, vs in variants.items():
         valid = [v for v in vs if not v.error]
