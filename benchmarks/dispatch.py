@@ -7,7 +7,8 @@ one process (wasmtime, module compiled once, a fresh instance per run, output di
 reports the median time ratio and the geometric mean over programs.
 
     python benchmarks/dispatch.py [--variants 4] [--runs 7] [--rerandomize MODE] [--max-cost R] [--fallback PASS]
-                                  [--clock wall|cpu] [--policies pinned:0,pinned:1] [--json out.json]
+                                  [--clock wall|cpu] [--policies pinned:0,pinned:1] [--programs calls,sort]
+                                  [--json out.json]
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ def measure(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory(prefix="mewe-bench-") as tmp_name:
         tmp = Path(tmp_name)
         for label, source, argv, stdin in workloads(tmp):
+            if args.programs and label.split()[0] not in args.programs:
+                continue
             plain = mewe.build([source], tmp / f"{source.stem}.wasm").output
             mv_opts = MultivariantOptions(variants=args.variants, seed=args.seed, tail_calls=not args.no_tail_calls,
                                           dispatch=args.dispatch, rerandomize=Rerandomize.parse(args.rerandomize),
@@ -115,8 +118,12 @@ def main() -> None:
                         help="cpu: this process's CPU time, which other jobs on a shared machine disturb less")
     parser.add_argument("--policies", type=lambda t: [p for p in t.split(",") if p], default=[], metavar="P,Q",
                         help="also time the multivariant module under these policies (e.g. pinned:0,pinned:1)")
+    parser.add_argument("--programs", type=lambda t: [p for p in t.split(",") if p], default=[], metavar="A,B",
+                        help="only these programs (calls, interp, sort, hash, base64); the geomean is theirs")
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args()
+    if unknown := set(args.programs) - {"calls", "interp", "sort", "hash", "base64"}:
+        parser.error(f"no program named {', '.join(sorted(unknown))}")
     global clock
     clock = CLOCKS[args.clock]
     report = measure(args)

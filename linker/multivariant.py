@@ -246,13 +246,48 @@ def _dispatcher(plan: _Plan, mt: ModuleText, options: MultivariantOptions) -> tu
     else:
         slot = quote_name(f"{header.name}.mewe.slot")
         extra.append(f"{slot} = internal global {{ i64, ptr, i32 }} zeroinitializer, align 8")
-        lines += _slot_read(slot, n, options.rerandomize)
+        if header.varargs:
+            lines += _slot_read(slot, n, options.rerandomize)
+        else:  # a stale slot is re-drawn out of line, where the call is dispatched too
+            redraw = quote_name(f"{header.name}.mewe.redraw")
+            lines += _slot_check(slot, options.rerandomize)
+            lines += _forward_call(header, redraw, options.tail_calls, "%mewe.redrawn")
+            lines += ["mewe.pick:", "  %mewe.k64 = and i64 %mewe.held, 255", "  %mewe.k = trunc i64 %mewe.k64 to i32"]
+            extra += _redraw_dispatcher(plan, mt, options, slot, redraw, extra)
+    lines += _pick(plan, options, n, extra)
+    lines.append("}")
+    return lines, extra
+
+
+def _redraw_dispatcher(plan: _Plan, mt: ModuleText, options: MultivariantOptions, slot: str, name: str,
+                       extra: list[str]) -> list[str]:
+    """The dispatch of a call that found its slot stale: re-draw it, then call the body drawn.
+    Out of line and cold, so that the common path calls nothing but the body: a dispatcher of
+    a leaf body needs no saved registers, and one inlined into a caller keeps nothing of the
+    caller's alive across a call to the runtime."""
+    header = plan.definition.header
+    period = options.rerandomize.period if options.rerandomize.kind == "every" else 0
+    attrs = [a for a in _without_comdat(_dispatcher_attrs(header, mt, options.tail_calls))
+             if a not in ("alwaysinline", "inlinehint", "noinline", "cold")] + ["noinline", "cold"]
+    lines = [header.render(name=unquote_name(name), prefix=_internal(header), suffix=attrs), "mewe.dispatch:",
+             f"  %mewe.slot = call i64 @{REDRAW}(ptr {slot}, i32 {len(plan.bodies)}, i32 {period})",
+             "  %mewe.k64 = and i64 %mewe.slot, 255", "  %mewe.k = trunc i64 %mewe.k64 to i32"]
+    return [""] + lines + _pick(plan, options, len(plan.bodies), extra) + ["}"]
+
+
+def _pick(plan: _Plan, options: MultivariantOptions, n: int, extra: list[str]) -> list[str]:
+    """From variant index %mewe.k on: the trace, then the call of that body (and the ret); a
+    table it needs goes on `extra`."""
+    header = plan.definition.header
+    lines = []
     if options.trace:
         lines.append(f"  call void @{TRACE}(i32 {plan.dispatch_id}, i32 %mewe.k)")
     if options.dispatch == "table":
         table = quote_name(f"{header.name}.mewe.table")
         entries = ", ".join(f"ptr {quote_name(body_name(header.name, k))}" for k in range(n))
-        extra.append(f"{table} = internal unnamed_addr constant [{n} x ptr] [{entries}]")
+        definition = f"{table} = internal unnamed_addr constant [{n} x ptr] [{entries}]"
+        if definition not in extra:  # the re-drawing dispatcher reads it too
+            extra.append(definition)
         lines += [f"  %mewe.entry = getelementptr inbounds [{n} x ptr], ptr {table}, i32 0, i32 %mewe.k",
                   "  %mewe.target = load ptr, ptr %mewe.entry, align 4"]
         lines += (_forward_va_call(header, "%mewe.target", "%mewe.result") if header.varargs else
@@ -265,22 +300,27 @@ def _dispatcher(plan: _Plan, mt: ModuleText, options: MultivariantOptions) -> tu
             callee = quote_name(body_name(header.name, k))
             lines += (_forward_va_call(header, callee, f"%mewe.r{k}") if header.varargs else
                       _forward_call(header, callee, options.tail_calls, f"%mewe.r{k}", plan.merge))
-    lines.append("}")
-    return lines, extra
+    return lines
+
+
+def _slot_check(slot: str, mode: Rerandomize) -> list[str]:
+    """Load the function's slot (counting the call under every:N) and branch to mewe.pick
+    when it holds a variant, else fall into mewe.draw."""
+    lines = [f"  %mewe.held = load i64, ptr {slot}, align 8",
+             "  %mewe.spent = icmp ult i64 %mewe.held, 256"]
+    if mode.kind == "every":
+        lines += ["  %mewe.left = sub i64 %mewe.held, 256",
+                  f"  store i64 %mewe.left, ptr {slot}, align 8"]
+    return lines + ["  br i1 %mewe.spent, label %mewe.draw, label %mewe.pick, !prof !{!\"branch_weights\", i32 1, i32 1000000}",
+                    "mewe.draw:"]
 
 
 def _slot_read(slot: str, n: int, mode: Rerandomize) -> list[str]:
     """The variant held in the function's slot, re-drawn by the runtime when stale (see
-    __mewe_redraw in discriminator.c): between re-draws, a branch the CPU predicts."""
+    __mewe_redraw in discriminator.c), for dispatchers that cannot forward their call to a
+    re-drawing one (variadic functions): between re-draws, a branch the CPU predicts."""
     period = mode.period if mode.kind == "every" else 0
-    lines = [f"  %mewe.held = load i64, ptr {slot}, align 8",
-             "  %mewe.spent = icmp ult i64 %mewe.held, 256"]
-    if period:  # count this call
-        lines += ["  %mewe.left = sub i64 %mewe.held, 256",
-                  f"  store i64 %mewe.left, ptr {slot}, align 8"]
-    return lines + [
-        "  br i1 %mewe.spent, label %mewe.draw, label %mewe.pick",
-        "mewe.draw:",
+    return _slot_check(slot, mode) + [
         f"  %mewe.drawn = call i64 @{REDRAW}(ptr {slot}, i32 {n}, i32 {period})",
         "  br label %mewe.pick",
         "mewe.pick:",

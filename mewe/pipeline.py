@@ -220,7 +220,9 @@ def link_multivariant(program: IRModule, options: CompileOptions, mv: Multivaria
         by_name = {r.name: r for r in second}
         for r in reports:  # keep the first link's counts of IR duplicates, add the folded ones
             by_name[r.name].drops = r.drops
-            if r.name in folded:
+            if r.status == "skipped":  # and its reasons: a dispatcher that failed to verify, ...
+                by_name[r.name].reason = r.reason
+            elif r.name in folded:
                 by_name[r.name].dropped, by_name[r.name].folded = r.dropped, folded[r.name]
                 if by_name[r.name].status == "skipped":
                     by_name[r.name].reason = "no variant survived codegen"

@@ -33,6 +33,10 @@ from .framework import Pass, _plugins, instantiate, load_plugins, parse_spec, pl
 from .ir import Function, name_values
 
 ATTEMPTS_PER_VARIANT = 3  # tries per requested variant before a function is deemed exhausted
+# A body that costs no more than this (mewe.llvmir.cfg_cost: a few instructions) is tiny: a stack
+# of passes doubles its cost, so the surplus half of its candidates gets the fallback alone, the
+# cheapest change codegen keeps; the cost bound then has cheap candidates to keep.
+TINY_BODY = 8
 _COMDAT_RE = re.compile(r" comdat(\(\$[^)]*\))?")
 _SOURCE_RE = re.compile(r"^(; ModuleID = |source_filename = ).*$", re.M)
 _LOCK = threading.Lock()  # a Dask worker may run tasks in threads; LLVM and z3 get one at a time
@@ -211,6 +215,8 @@ def _variants(fn: Function, name: str, instances: dict[str, Pass], pipeline: Seq
         rng = random.Random(f"{seed}:{name}:{k}")
         clone = fn.copy()
         order = rng.sample(list(pipeline), len(pipeline)) if random_mode else list(pipeline)
+        if random_mode and fallback and len(out) >= count // 2 and original_cost <= TINY_BODY:
+            order = []
         applied: list[str] = []
         error = ""
         for pass_name in order:

@@ -71,7 +71,7 @@ def int_values(fn: Function, block_index: int, point: int) -> list[tuple[str, in
 
 
 def tail_inputs(tail: list[Instr]) -> list[tuple[str, str]]:
-    """(value, type) of integer operands the tail reads but does not define."""
+    """(value, type) of integer operands the tail reads but does not define (its ret's too)."""
     defined = {i.result for i in tail if i.result}
     found = {}
     for ins in tail:
@@ -79,6 +79,11 @@ def tail_inputs(tail: list[Instr]) -> list[tuple[str, str]]:
             for a in ins.args:
                 if a.startswith("%") and a not in defined:
                     found.setdefault(a, ins.ty)
+        elif ins.op == "ret" and ins.text is not None:  # `ret <ty> <value>`: a body that only calls has one
+            ty, rest = take_type(ins.text[len("ret "):])
+            value = split_top(rest)[0] if rest else ""
+            if int_width(ty) in WIDTHS and re.fullmatch(LOCAL, value) and value not in defined:
+                found.setdefault(value, ty)
     return list(found.items())
 
 

@@ -128,3 +128,27 @@ def test_candidates_over_the_cost_bound_skip_codegen_only_when_enough_are_within
     unknown = [Variant("f", "v", ("p",))] * 8  # costs not known: nothing is cut
     assert pipeline._affordable({"f": unknown}, mv)[1] == {}
     assert pipeline._affordable({"f": many}, MultivariantOptions(variants=2, max_cost=0))[1] == {}  # no bound
+
+
+def test_a_dispatcher_that_fails_to_verify_is_reported_with_the_reason(tmp_path, monkeypatch):
+    """A function whose rewritten form does not verify keeps its one body, and the manifest says
+    why, also after the second link (when other functions lost folded variants)."""
+    from mewe.linker import multivariant
+
+    real = multivariant._dispatcher
+
+    def broken(plan, mt, options):  # an undefined value in the dispatcher of `sha256_final` only
+        lines, extra = real(plan, mt, options)
+        if plan.definition.header.name == "sha256_final":
+            lines.insert(2, "  %mewe.bad = add i32 %mewe.undefined, 1")
+        return lines, extra
+
+    monkeypatch.setattr(multivariant, "_dispatcher", broken)
+    result = mewe.build([EXAMPLES / "hash.c"], tmp_path / "h.wasm", multivariant=mewe.MultivariantOptions(variants=3))
+    reports = {f.name: f for f in result.manifest.functions}
+    assert reports["sha256_final"].status == "skipped"
+    assert reports["sha256_final"].reason.startswith("rewrite failed:") and "mewe.undefined" in reports["sha256_final"].reason
+    assert sum(f.status == "dispatched" for f in reports.values()) >= 2
+    stdout = tmp_path / "out.txt"
+    assert mewe.run(result.output, ["abc"], stdout=stdout) == 0
+    assert stdout.read_text().startswith("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
