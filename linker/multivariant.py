@@ -267,8 +267,9 @@ def _redraw_dispatcher(plan: _Plan, mt: ModuleText, options: MultivariantOptions
     caller's alive across a call to the runtime."""
     header = plan.definition.header
     period = options.rerandomize.period if options.rerandomize.kind == "every" else 0
-    attrs = [a for a in _without_comdat(_dispatcher_attrs(header, mt, options.tail_calls))
-             if a not in ("alwaysinline", "inlinehint", "noinline", "cold")] + ["noinline", "cold"]
+    attrs = [a for a in _without_comdat(_dispatcher_attrs(header, mt, options.tail_calls))  # the export is the dispatcher
+             if a not in ("alwaysinline", "inlinehint", "noinline", "cold") and not a.startswith('"wasm-export-name"')]
+    attrs += ["noinline", "cold"]
     lines = [header.render(name=unquote_name(name), prefix=_internal(header), suffix=attrs), "mewe.dispatch:",
              f"  %mewe.slot = call i64 @{REDRAW}(ptr {slot}, i32 {len(plan.bodies)}, i32 {period})",
              "  %mewe.k64 = and i64 %mewe.slot, 255", "  %mewe.k = trunc i64 %mewe.k64 to i32"]

@@ -159,6 +159,31 @@ def test_tail_calls_use_return_call(tmp_path):
         assert (return_call in body) is opcode_expected
 
 
+EXPORTED_C = r"""
+#include <stdio.h>
+__attribute__((export_name("twice"), noinline)) int twice(int x) {
+    int s = 0;
+    for (int i = 0; i < x; i++) s += i * 3 ^ x;
+    return s + x * 2;
+}
+int main(int argc, char **argv) { printf("%d\n", twice(argc + 40)); return 0; }
+"""
+
+
+def test_an_exported_function_is_exported_by_its_dispatcher(tmp_path):
+    """A stale slot's call goes to the function's cold re-drawing dispatcher (`f.mewe.redraw`),
+    a copy that must not take the export: the export stays the dispatcher's."""
+    (tmp_path / "e.c").write_text(EXPORTED_C)
+    result = mewe.build([tmp_path / "e.c"], tmp_path / "e.wasm", multivariant=MultivariantOptions(variants=3))
+    assert "twice" in {f.name for f in result.manifest.dispatched}
+    module = parse_wasm(result.output.read_bytes())
+    exported = [index for name, kind, index in module.exports if name == "twice"]
+    assert len(exported) == 1 and module.function_names[exported[0]] == "twice"
+    assert "twice.mewe.redraw" in module.function_names.values()
+    for policy in ("random", "pinned:0", "pinned:1", "pinned:2"):
+        assert run(result.output, tmp_path, b"", policy=policy) == (0, b"2583\n")
+
+
 def test_plain_build_has_no_dispatchers(tmp_path):
     result = mewe.build([EXAMPLES / "interp.c"], tmp_path / "plain.wasm")
     module = parse_wasm(result.output.read_bytes())
