@@ -12,7 +12,7 @@ from typing import NoReturn, Sequence
 
 from mewe import __version__
 from mewe.errors import MeweError, run_reporting
-from mewe.types import MAX_VARIANTS, OPT_LEVELS, CompileOptions, MultivariantOptions, Policy, Rerandomize
+from mewe.types import FALLBACK, MAX_VARIANTS, OPT_LEVELS, CompileOptions, MultivariantOptions, Policy, Rerandomize
 
 
 class _Parser(argparse.ArgumentParser):
@@ -352,7 +352,7 @@ def _add_multivariant_options(b: argparse.ArgumentParser) -> None:
                          "(default: random stacks; see 'mewe passes')")
     mv.add_argument("--fallback", type=_fallback, metavar="PASS",
                     help="random stacks: the pass the surplus half of the candidates also gets, so that small "
-                         "functions still get variants codegen keeps (default junk-code; 'none' for none)")
+                         f"functions still get variants codegen keeps (default {FALLBACK}; 'none' for none)")
     mv.add_argument("--stack", type=_int_in(1), metavar="K", help="passes stacked per variant in random mode (default 2)")
     mv.add_argument("--only", action="append", default=[], metavar="PATTERN", help="diversify only functions matching (fnmatch)")
     mv.add_argument("--skip", action="append", default=[], metavar="PATTERN", help="do not diversify functions matching")
