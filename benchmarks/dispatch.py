@@ -2,11 +2,11 @@
 
 For each program, builds the plain module and a multivariant one (every eligible function
 behind a dispatcher, N variants each, made by the passes; --rerandomize, --max-cost,
---inline-dispatch and --merge-bodies as the build options), then times both in alternation in
+--inline-dispatch, --merge-bodies and --self-calls as the build options), then times both in alternation in
 one process (wasmtime, module compiled once, a fresh instance per run, output discarded) and
 reports the median time ratio and the geometric mean over programs.
 
-    python benchmarks/dispatch.py [--variants 4] [--runs 7] [--rerandomize MODE] [--max-cost R] [--fallback PASS]
+    python benchmarks/dispatch.py [--variants 4] [--runs 7] [--rerandomize MODE] [--max-cost R] [--fallback PASS] [--self-calls stay]
                                   [--clock wall|cpu] [--policies pinned:0,pinned:1] [--programs calls,sort]
                                   [--json out.json]
 """
@@ -76,7 +76,7 @@ def measure(args: argparse.Namespace) -> dict:
             mv_opts = MultivariantOptions(variants=args.variants, seed=args.seed, tail_calls=not args.no_tail_calls,
                                           dispatch=args.dispatch, rerandomize=Rerandomize.parse(args.rerandomize),
                                           max_cost=args.max_cost, inline_dispatch=args.inline_dispatch,
-                                          merge_bodies=args.merge_bodies,
+                                          merge_bodies=args.merge_bodies, self_calls=args.self_calls,
                                           fallback=None if args.fallback == "none" else args.fallback)
             multi = mewe.build([source], tmp / f"{source.stem}.mv.wasm", multivariant=mv_opts)
             totals = multi.manifest.totals()
@@ -98,7 +98,7 @@ def measure(args: argparse.Namespace) -> dict:
                   + "".join(f"  {pol} {r:.2f}x" for pol, r in by_policy.items()), file=sys.stderr)
     geomean = math.exp(statistics.fmean(math.log(r["ratio"]) for r in results))
     return {"variants": args.variants, "rerandomize": args.rerandomize, "max_cost": args.max_cost,
-            "inline_dispatch": args.inline_dispatch, "merge_bodies": args.merge_bodies, "fallback": args.fallback, "clock": args.clock, "dispatch": args.dispatch, "tail_calls": not args.no_tail_calls,
+            "inline_dispatch": args.inline_dispatch, "merge_bodies": args.merge_bodies, "self_calls": args.self_calls, "fallback": args.fallback, "clock": args.clock, "dispatch": args.dispatch, "tail_calls": not args.no_tail_calls,
             "runs": args.runs, "programs": results, "geomean_ratio": geomean}
 
 
@@ -113,6 +113,7 @@ def main() -> None:
     parser.add_argument("--max-cost", type=float, default=MultivariantOptions().max_cost, metavar="RATIO")
     parser.add_argument("--inline-dispatch", type=int, default=MultivariantOptions().inline_dispatch, metavar="N")
     parser.add_argument("--merge-bodies", type=int, default=MultivariantOptions().merge_bodies, metavar="N")
+    parser.add_argument("--self-calls", choices=("dispatch", "stay"), default=MultivariantOptions().self_calls)
     parser.add_argument("--fallback", default=MultivariantOptions().fallback, metavar="PASS")
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
                         help="cpu: this process's CPU time, which other jobs on a shared machine disturb less")

@@ -207,3 +207,12 @@ class ModuleText:
     def function_text(self, name: str) -> str:
         d = self.definitions[name]
         return "\n".join(self.lines[d.start:d.end + 1])
+
+
+def retarget_calls(body: list[str], callee: str, target: str) -> list[str]:
+    """`body` with its direct calls (and invokes) of `callee` made to `target` instead (both
+    names unquoted). The callee is the first global after `call`; other uses of `callee` (its
+    address stored or passed on) are left alone."""
+    site = re.compile(r"(\b(?:call|invoke)\b[^@]*)" + re.escape(quote_name(callee)) + r"\(")
+    spelled = quote_name(target) + "("
+    return [site.sub(lambda m: m.group(1) + spelled, line) for line in body]

@@ -21,7 +21,8 @@ from mewe.errors import MeweError
 from mewe.llvmir import function_cost, instruction_count, llvm_error, new_context, parse_module, quote_name, unquote_name
 from mewe.types import FunctionReport, IRModule, MultivariantOptions, Rerandomize, Variant
 
-from .irtext import NAME, PLACEMENT, Definition, Header, ModuleText, Param, Unsupported, abi_only, parse_header, tokens
+from .irtext import (NAME, PLACEMENT, Definition, Header, ModuleText, Param, Unsupported, abi_only, parse_header,
+                     retarget_calls, tokens)
 
 CHOOSE = "__mewe_choose"
 TRACE = "__mewe_trace"
@@ -393,6 +394,8 @@ def _rewrite(mt: ModuleText, plans: list[_Plan], options: MultivariantOptions) -
                 prefix[0] = "hidden"
             if header.varargs:
                 header, body = _va_body_header(header), _va_body(body)
+            elif options.self_calls == "stay":
+                body = retarget_calls(body, header.name, body_name(header.name, k))
             out.append(header.render(name=body_name(header.name, k), prefix=prefix,
                                      suffix=_body_suffix(header, mt, plan.merge)))
             out += body

@@ -104,7 +104,8 @@ def _multivariant(args: argparse.Namespace) -> MultivariantOptions:
     flags = {"variants": args.variants, "seed": args.seed, "passes": args.passes, "stack": args.stack,
              "include": tuple(args.only) or None, "exclude": tuple(args.skip) or None, "policy": args.policy,
              "dispatch": args.dispatch, "tail_calls": args.tail_calls, "trace": args.trace, "reseed": args.reseed,
-             "rerandomize": args.rerandomize, "max_size": args.max_size, "max_cost": args.max_cost, "merge_bodies": args.merge_bodies, "jobs": args.jobs, "executor": args.executor, "cache": args.cache,
+             "rerandomize": args.rerandomize, "max_size": args.max_size, "max_cost": args.max_cost, "merge_bodies": args.merge_bodies,
+             "self_calls": args.self_calls, "jobs": args.jobs, "executor": args.executor, "cache": args.cache,
              "verify_each": args.verify_each, "fallback": args.fallback}
     if args.profile is not None:
         from mewe.profile import hot_functions
@@ -374,6 +375,10 @@ def _add_multivariant_options(b: argparse.ArgumentParser) -> None:
     mv.add_argument("--merge-bodies", dest="merge_bodies", type=_int_in(0), metavar="N",
                     help="inline the bodies of leaf functions of at most N instructions (and no stack slots) where "
                          "they are dispatched, so no call reaches them (default 16; 0: never)")
+    mv.add_argument("--self-calls", dest="self_calls", choices=("dispatch", "stay"),
+                    help="a function's direct calls to itself: dispatch (default; re-drawn like any call) or stay "
+                         "(on the body making them: a recursion runs one body, so it costs no variant change, "
+                         "and its variant changes only when it is entered again from elsewhere)")
     mv.add_argument("--profile", metavar="TRACE",
                     help="a 'mewe run --trace' file: --max-cost bounds only the functions that took at least "
                          "0.1%% of its dispatches; cold ones keep any variant")

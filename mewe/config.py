@@ -23,7 +23,7 @@ KEYS = {"variants": "variants", "seed": "seed", "passes": "passes", "stack": "st
         "exclude": "exclude", "policy": "policy", "dispatch": "dispatch", "tail-calls": "tail_calls",
         "trace": "trace", "reseed": "reseed", "rerandomize": "rerandomize", "jobs": "jobs", "executor": "executor",
         "cache": "cache", "max-size": "max_size", "max-cost": "max_cost", "fallback": "fallback",
-        "merge-bodies": "merge_bodies"}
+        "merge-bodies": "merge_bodies", "self-calls": "self_calls"}
 
 
 def find_settings(start: Path | None = None) -> tuple[Path | None, dict[str, Any]]:

@@ -287,6 +287,8 @@ def check_options(multivariant: MultivariantOptions) -> None:
         raise MeweError("--max-cost must be 0 (any) or a positive ratio")
     if multivariant.merge_bodies < 0:
         raise MeweError("--merge-bodies must be 0 or more")
+    if multivariant.self_calls not in ("dispatch", "stay"):
+        raise MeweError(f"invalid --self-calls '{multivariant.self_calls}' (use dispatch or stay)")
     if multivariant.max_size < 1:
         raise MeweError("--max-size must be at least 1")
     if multivariant.jobs < 1:

@@ -262,6 +262,7 @@ class MultivariantOptions:
     hot: frozenset[str] | None = None  # functions the bound applies to (None: all); see mewe.profile
     inline_dispatch: int = 64  # call sites of functions up to this many instructions branch on the slot themselves
     merge_bodies: int = 16  # leaf bodies without stack slots, up to this many instructions, are inlined where dispatched (0: never)
+    self_calls: str = "dispatch"  # a function's direct calls to itself: "dispatch" (re-drawn like any call) or "stay" (on the calling body)
     reseed: int = 65536  # draws between re-seeds from WASI random_get
     max_size: int = 20_000  # instructions; larger functions keep one body (bounds time and memory)
     # Where variants are made (none of these changes the output):

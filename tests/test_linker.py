@@ -8,6 +8,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import llvmlite.binding as llvm
 import pytest
 
 import mewe
@@ -182,6 +183,43 @@ def test_an_exported_function_is_exported_by_its_dispatcher(tmp_path):
     assert "twice.mewe.redraw" in module.function_names.values()
     for policy in ("random", "pinned:0", "pinned:1", "pinned:2"):
         assert run(result.output, tmp_path, b"", policy=policy) == (0, b"2583\n")
+
+
+RECURSIVE_C = r"""
+#include <stdio.h>
+__attribute__((noinline)) static unsigned depth(unsigned n) { return n ? (depth(n - 1) * 31u) ^ n : 7u; }
+static unsigned (*volatile via)(unsigned) = depth;
+int main(void) { printf("%u %u\n", depth(40), via(20)); return 0; }
+"""
+
+
+def test_self_calls_stay_on_the_calling_body(tmp_path):
+    """--self-calls stay: a body's calls to its own function go to that body, so only calls from
+    elsewhere (direct or through a pointer) are dispatched; the output is the plain build's
+    under every body."""
+    (tmp_path / "r.c").write_text(RECURSIVE_C)
+    plain = mewe.build([tmp_path / "r.c"], tmp_path / "plain.wasm").output
+    expected = run(plain, tmp_path)
+    assert expected[0] == 0
+    dispatches = {}
+    for self_calls in ("dispatch", "stay"):
+        mv = MultivariantOptions(variants=3, seed=1, trace=True, self_calls=self_calls)
+        result = mewe.build([tmp_path / "r.c"], tmp_path / f"{self_calls}.wasm", multivariant=mv, keep_temps=True)
+        bodies = next(f.variants for f in result.manifest.dispatched if f.name == "depth")
+        assert bodies >= 2
+        for policy in ("random", *(f"pinned:{k}" for k in range(bodies))):
+            trace: list = []
+            assert run(result.output, tmp_path, policy=policy, trace=trace) == expected
+            dispatches[self_calls, policy] = sum(1 for name, _ in trace if name == "depth")
+        module = llvm.parse_bitcode((tmp_path / f"{self_calls}.bc").read_bytes())
+        for k in range(bodies):
+            callees = {list(i.operands)[-1].name for b in module.get_function(f"mewe.{k}.depth").blocks
+                       for i in b.instructions if i.opcode == "call"}
+            elsewhere = {"depth", "depth.mewe.redraw", *(f"mewe.{j}.depth" for j in range(bodies) if j != k)}
+            assert f"mewe.{k}.depth" in callees
+            assert bool(callees & elsewhere) == (self_calls == "dispatch")  # staying, a body reaches only itself
+    assert {n for (sc, _), n in dispatches.items() if sc == "dispatch"} == {41 + 21}
+    assert {n for (sc, _), n in dispatches.items() if sc == "stay"} == {2}  # main's call and the call through `via`
 
 
 def test_plain_build_has_no_dispatchers(tmp_path):
