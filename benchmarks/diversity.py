@@ -11,7 +11,10 @@ host sees requests) and one run whose every dispatch is examined:
 - bits drawn per run: sum over draws of log2(bodies), with each function's draws estimated
   as 1 + changes * n / (n - 1) (a draw repeats the last variant 1 time in n).
 
-    python benchmarks/diversity.py [--modes call,every:1000,request] [--variants 4] [--json out.json]
+    python benchmarks/diversity.py [--modes call,every:1000,request] [--variants 4] [--self-calls stay] [--json out.json]
+
+Under `--self-calls stay` a function's calls to itself are not dispatches, so they are not in
+the trace: runs and spans then count the entries of a recursion, not its calls.
 """
 
 from __future__ import annotations
@@ -67,7 +70,7 @@ def measure(mode: str, args: argparse.Namespace, tmp: Path) -> list[dict]:
     rows = []
     for label, source, argv, stdin in workloads(tmp):
         mv = MultivariantOptions(variants=args.variants, seed=args.seed, trace=True,
-                                 rerandomize=Rerandomize.parse(mode))
+                                 rerandomize=Rerandomize.parse(mode), self_calls=args.self_calls)
         built = mewe.build([source], tmp / f"{source.stem}.div.wasm", multivariant=mv)
         bodies = {r.dispatch_id: r.variants for r in built.manifest.dispatched}
         digests = set()
@@ -103,6 +106,7 @@ def main() -> None:
     parser.add_argument("--modes", default="call,every:1000,request")
     parser.add_argument("--variants", type=int, default=4)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--self-calls", choices=("dispatch", "stay"), default=MultivariantOptions().self_calls)
     parser.add_argument("--runs", type=int, default=100, help="runs hashed per program (default 100)")
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args()
