@@ -215,17 +215,25 @@ def _variants(fn: Function, name: str, instances: dict[str, Pass], pipeline: Seq
         rng = random.Random(f"{seed}:{name}:{k}")
         clone = fn.copy()
         order = rng.sample(list(pipeline), len(pipeline)) if random_mode else list(pipeline)
-        if random_mode and fallback and len(out) >= count // 2 and original_cost <= TINY_BODY:
-            order = []
         applied: list[str] = []
         error = ""
+        surplus = random_mode and fallback and len(out) >= count // 2
+        if surplus and original_cost <= TINY_BODY:
+            # A tiny body's surplus candidates get the fallback alone, the cheapest variant codegen
+            # keeps; where it does not apply (a forwarder with nothing to test), a random stack.
+            if _apply(instances[fallback], clone, rng, name):
+                applied.append(fallback)
+                error = check and _after(fallback, check(clone))
+                order = []
+            else:
+                clone = fn.copy()
         for pass_name in order:
             if random_mode and len(applied) == stack:
                 break
             if _apply(instances[pass_name], clone, rng, name):
                 applied.append(pass_name)
                 error = error or (check and _after(pass_name, check(clone)))
-        if random_mode and fallback and len(out) >= count // 2 and fallback not in applied:
+        if surplus and fallback not in applied:
             # The surplus half stands in for variants codegen folds; small functions (forwarders,
             # drop glue) fold under most stacks, so these also carry code codegen must keep.
             if _apply(instances[fallback], clone, rng, name):
