@@ -419,3 +419,18 @@ def test_the_fallback_pass_is_a_setting(program):
     assert any(len(v.passes) == 2 and v.passes[1] == "rare-branch" for vs in stacked.values() for v in vs)
     alone = diversify(program, variants=4, seed=3, stack=1, fallback=None)
     assert all(len(v.passes) == 1 for vs in alone.values() for v in vs)
+
+
+def test_a_tiny_forwarder_gets_its_surplus_candidates_where_the_fallback_cannot_apply(tmp_path):
+    """A tiny body's surplus candidates get the fallback alone; a forwarder gives rare-branch no
+    value to test, so they take a random stack instead of not being made (Rust's forwarders
+    lost every variant to codegen folding when only one candidate was made)."""
+    from mewe import frontends, linker, passes
+    from mewe.toolchain import find_toolchain
+    from mewe.types import CompileOptions
+
+    (tmp_path / "fwd.c").write_text("extern void g(void);\n__attribute__((noinline)) void f(void) { g(); }\n")
+    program = linker.link_modules([frontends.load_source(tmp_path / "fwd.c", CompileOptions(), find_toolchain())])
+    made = passes.diversify(program, variants=2, seed=1, jobs=1, executor="serial", cache=False)
+    assert len(made["f"]) == 2
+    assert all(v.passes and "rare-branch" not in v.passes for v in made["f"])
