@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import mewe
-from mewe.types import MultivariantOptions, Rerandomize
+from mewe.types import SELF_CALLS, MultivariantOptions, Rerandomize
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -113,7 +113,7 @@ def main() -> None:
     parser.add_argument("--max-cost", type=float, default=MultivariantOptions().max_cost, metavar="RATIO")
     parser.add_argument("--inline-dispatch", type=int, default=MultivariantOptions().inline_dispatch, metavar="N")
     parser.add_argument("--merge-bodies", type=int, default=MultivariantOptions().merge_bodies, metavar="N")
-    parser.add_argument("--self-calls", choices=("dispatch", "stay"), default=MultivariantOptions().self_calls)
+    parser.add_argument("--self-calls", choices=SELF_CALLS, default=MultivariantOptions().self_calls)
     parser.add_argument("--fallback", default=MultivariantOptions().fallback, metavar="PASS")
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
                         help="cpu: this process's CPU time, which other jobs on a shared machine disturb less")

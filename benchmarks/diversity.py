@@ -30,7 +30,7 @@ from pathlib import Path
 
 import mewe
 from mewe.runtime import TraceDigest
-from mewe.types import MultivariantOptions, Rerandomize
+from mewe.types import SELF_CALLS, MultivariantOptions, Rerandomize
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dispatch import workloads  # noqa: E402
@@ -106,7 +106,7 @@ def main() -> None:
     parser.add_argument("--modes", default="call,every:1000,request")
     parser.add_argument("--variants", type=int, default=4)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--self-calls", choices=("dispatch", "stay"), default=MultivariantOptions().self_calls)
+    parser.add_argument("--self-calls", choices=SELF_CALLS, default=MultivariantOptions().self_calls)
     parser.add_argument("--runs", type=int, default=100, help="runs hashed per program (default 100)")
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args()

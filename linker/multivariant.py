@@ -267,7 +267,7 @@ def _redraw_dispatcher(plan: _Plan, mt: ModuleText, options: MultivariantOptions
     a leaf body needs no saved registers, and one inlined into a caller keeps nothing of the
     caller's alive across a call to the runtime."""
     header = plan.definition.header
-    period = options.rerandomize.period if options.rerandomize.kind == "every" else 0
+    period = _redraw_period(options.rerandomize)
     attrs = [a for a in _without_comdat(_dispatcher_attrs(header, mt, options.tail_calls))  # the export is the dispatcher
              if a not in ("alwaysinline", "inlinehint", "noinline", "cold") and not a.startswith('"wasm-export-name"')]
     attrs += ["noinline", "cold"]
@@ -305,6 +305,11 @@ def _pick(plan: _Plan, options: MultivariantOptions, n: int, extra: list[str]) -
     return lines
 
 
+def _redraw_period(mode: Rerandomize) -> int:
+    """The period __mewe_redraw takes: N under every:N, 0 (the rest of the instance) under request."""
+    return mode.period if mode.kind == "every" else 0
+
+
 def _slot_check(slot: str, mode: Rerandomize) -> list[str]:
     """Load the function's slot (counting the call under every:N) and branch to mewe.pick
     when it holds a variant, else fall into mewe.draw."""
@@ -321,9 +326,8 @@ def _slot_read(slot: str, n: int, mode: Rerandomize) -> list[str]:
     """The variant held in the function's slot, re-drawn by the runtime when stale (see
     __mewe_redraw in discriminator.c), for dispatchers that cannot forward their call to a
     re-drawing one (variadic functions): between re-draws, a branch the CPU predicts."""
-    period = mode.period if mode.kind == "every" else 0
     return _slot_check(slot, mode) + [
-        f"  %mewe.drawn = call i64 @{REDRAW}(ptr {slot}, i32 {n}, i32 {period})",
+        f"  %mewe.drawn = call i64 @{REDRAW}(ptr {slot}, i32 {n}, i32 {_redraw_period(mode)})",
         "  br label %mewe.pick",
         "mewe.pick:",
         "  %mewe.slot = phi i64 [ %mewe.held, %mewe.dispatch ], [ %mewe.drawn, %mewe.draw ]",

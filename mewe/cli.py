@@ -12,7 +12,7 @@ from typing import NoReturn, Sequence
 
 from mewe import __version__
 from mewe.errors import MeweError, run_reporting
-from mewe.types import FALLBACK, MAX_VARIANTS, OPT_LEVELS, CompileOptions, MultivariantOptions, Policy, Rerandomize
+from mewe.types import FALLBACK, MAX_VARIANTS, SELF_CALLS, OPT_LEVELS, CompileOptions, MultivariantOptions, Policy, Rerandomize
 
 
 class _Parser(argparse.ArgumentParser):
@@ -375,7 +375,7 @@ def _add_multivariant_options(b: argparse.ArgumentParser) -> None:
     mv.add_argument("--merge-bodies", dest="merge_bodies", type=_int_in(0), metavar="N",
                     help="inline the bodies of leaf functions of at most N instructions (and no stack slots) where "
                          "they are dispatched, so no call reaches them (default 16; 0: never)")
-    mv.add_argument("--self-calls", dest="self_calls", choices=("dispatch", "stay"),
+    mv.add_argument("--self-calls", dest="self_calls", choices=SELF_CALLS,
                     help="a function's direct calls to itself: dispatch (default; re-drawn like any call) or stay "
                          "(on the body making them: a recursion runs one body, so it costs no variant change, "
                          "and its variant changes only when it is entered again from elsewhere)")

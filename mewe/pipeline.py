@@ -18,7 +18,7 @@ from mewe.component import check_emit, componentize
 from mewe.errors import MeweError
 from mewe.fsutil import write_atomic, write_outputs
 from mewe.toolchain import Toolchain, find_toolchain
-from mewe.types import MAX_VARIANTS, BuildResult, CompileOptions, FunctionReport, IRModule, Manifest, MultivariantOptions, Variant
+from mewe.types import MAX_VARIANTS, SELF_CALLS, BuildResult, CompileOptions, FunctionReport, IRModule, Manifest, MultivariantOptions, Variant
 from mewe.wasm import DISPATCH_SECTION, add_custom_section, parse_wasm
 
 OVERGENERATE = 2
@@ -287,7 +287,7 @@ def check_options(multivariant: MultivariantOptions) -> None:
         raise MeweError("--max-cost must be 0 (any) or a positive ratio")
     if multivariant.merge_bodies < 0:
         raise MeweError("--merge-bodies must be 0 or more")
-    if multivariant.self_calls not in ("dispatch", "stay"):
+    if multivariant.self_calls not in SELF_CALLS:
         raise MeweError(f"invalid --self-calls '{multivariant.self_calls}' (use dispatch or stay)")
     if multivariant.max_size < 1:
         raise MeweError("--max-size must be at least 1")

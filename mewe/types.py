@@ -240,6 +240,8 @@ MAX_VARIANTS = 127  # a slot holds a body's number in 8 bits, and twice as many 
 # The pass the surplus half of random stacks also gets, so small functions still get variants codegen
 # keeps: its side path costs the common path a compare and a branch (junk-code's slot can cost a frame).
 FALLBACK = "rare-branch"
+# What a function's direct calls to itself do (MultivariantOptions.self_calls).
+SELF_CALLS = ("dispatch", "stay")
 
 
 @dataclass(frozen=True)
