@@ -10,6 +10,7 @@ A variant counts as preserved at a level when it differs from all bodies before 
 from __future__ import annotations
 
 import bisect
+import functools
 import io
 import json
 import platform
@@ -177,7 +178,6 @@ def native_code(wasm_bytes: bytes, wanted: Callable[[str], bool] | None = None) 
     """
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return {}
-    import capstone
     import wasmtime
     from elftools.elf.elffile import ELFFile
 
@@ -205,22 +205,39 @@ def native_code(wasm_bytes: bytes, wanted: Callable[[str], bool] | None = None) 
             return f"{funcs[i][2]}+{target - funcs[i][0]}"
         return "external"
 
-    # The lite decoder gives mnemonics and operand text only (several times faster than
-    # capstone's detail mode): branch and call targets and rip-relative addresses are read
-    # from the text.
-    md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
     out: dict[str, tuple[str, ...]] = {}
     for start, size, name in funcs:
         if wanted is not None and not wanted(name):
             continue
         body = text_data[start - text_addr:start - text_addr + size]
-        lines = []
-        for address, length, mnemonic, ops in md.disasm_lite(body, start):
-            if (mnemonic == "call" or mnemonic.startswith(("j", "loop"))) and IMMEDIATE.match(ops):
-                ops = where(int(ops, 0), start, start + size)
-            elif "rip" in ops and (m := RIP_RELATIVE.search(ops)):
-                target = address + length + int(m.group(2), 0) * (1 if m.group(1) == "+" else -1)
-                ops = RIP_RELATIVE.sub(f"[{where(target, start, start + size)}]", ops)
-            lines.append(f"{mnemonic} {ops}")
-        out[name] = tuple(lines)
+        out[name] = disassemble(body, start, lambda target, lo=start, hi=start + size: where(target, lo, hi))
     return out
+
+
+@functools.lru_cache(maxsize=1)
+def _decoder():
+    import capstone
+
+    md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+    md.skipdata = True
+    return md
+
+
+def disassemble(code: bytes, address: int, where: Callable[[int], str]) -> tuple[str, ...]:
+    """x86-64 `code` at `address` as instruction lines, branch and call targets and rip-relative
+    addresses named by `where` (L<offset> inside, symbol+offset outside). Bytes that are no
+    instruction become `.byte` lines and decoding goes on: Cranelift puts a br_table's jump table
+    among the instructions, and stopping there would hide all that follows (bodies behind an
+    inlined dispatch would look the same)."""
+    md = _decoder()
+    # The lite decoder gives mnemonics and operand text only (several times faster than
+    # capstone's detail mode): targets are read from the operand text.
+    lines = []
+    for at, length, mnemonic, ops in md.disasm_lite(code, address):
+        if (mnemonic == "call" or mnemonic.startswith(("j", "loop"))) and IMMEDIATE.match(ops):
+            ops = where(int(ops, 0))
+        elif "rip" in ops and (m := RIP_RELATIVE.search(ops)):
+            target = at + length + int(m.group(2), 0) * (1 if m.group(1) == "+" else -1)
+            ops = RIP_RELATIVE.sub(f"[{where(target)}]", ops)
+        lines.append(f"{mnemonic} {ops}")
+    return tuple(lines)

@@ -86,3 +86,38 @@ def test_inspect_names_a_file_that_is_not_wasm(tmp_path):
     res = cli("inspect", tmp_path / "notwasm.json")
     assert res.returncode == 1
     assert res.stderr.strip().splitlines() == [f"mewe: error: {tmp_path / 'notwasm.json'}: not a wasm module (bad magic or version)"]
+
+
+SWITCH_FIRST_WAT = """
+(module
+  (func $%s (export "%s") (param i32) (result i32)
+    (block $out
+      (block $c5 (block $c4 (block $c3 (block $c2 (block $c1 (block $c0
+        (br_table $c0 $c1 $c2 $c3 $c4 $c5 $out (local.get 0)))
+        (return (i32.const 11)))
+        (return (i32.const 22)))
+        (return (i32.const 33)))
+        (return (i32.const 44)))
+        (return (i32.const 55)))
+        (return (i32.const 66)))
+    (i32.add (i32.mul (local.get 0) (i32.const %d)) (i32.const %d))))
+"""
+
+
+def test_machine_code_is_decoded_past_a_jump_table():
+    """Cranelift puts a br_table's jump table among the instructions: two functions that share
+    a switch and differ after it (like bodies behind an inlined dispatch) must not look alike."""
+    import wasmtime
+
+    from mewe.inspect import native_code
+
+    codes = [native_code(wasmtime.wat2wasm(SWITCH_FIRST_WAT % ("f", "f", m, c)))["f"] for m, c in ((3, 1), (5, 7))]
+    assert codes[0] != codes[1]
+    assert all(any("0x42" in line for line in code) for code in codes)  # the last case (66) comes after the table
+
+
+def test_disassembly_goes_on_past_bytes_that_are_no_instruction():
+    from mewe.inspect import disassemble
+
+    lines = disassemble(bytes([0x90, 0x9A, 0x90, 0xC3]), 0x1000, hex)  # 0x9a is invalid in 64-bit mode
+    assert lines == ("nop ", ".byte 0x9a", "nop ", "ret ")
