@@ -258,21 +258,47 @@ def split_module(module: IRModule) -> list["Part"] | None:
         done += end - start
     out = []
     for part in range(parts):
-        pieces, at = [], 0
-        for name, start, end in spans:
-            header = headers[name]
-            pieces.append(text[at:start])
-            if owner[name] == part:
-                body = text[text.index("\n", start):end]
-                pieces.append(header.render(prefix=_visible(header.prefix)) + body)
-            else:
-                pieces.append(_declaration(header) + "\n")
-            at = end
-        pieces.append(text[at:])
+        pieces = _defining(text, spans, headers, lambda name: owner[name] == part)
         if part:  # the aliases are the first part's (they sit outside the definitions)
             pieces[0], pieces[-1] = ALIAS_LINE.sub("", pieces[0]), ALIAS_LINE.sub("", pieces[-1])
         out.append(Part(f"{module.name} (part {part + 1} of {parts})", "".join(pieces), part))
     return out
+
+
+def _defining(text: str, spans: list[tuple[str, int, int]], headers: dict[str, Header], owned) -> list[str]:
+    """Pieces of the module `text` in which the functions `owned(name)` accepts keep their
+    bodies (local ones made hidden) and every other function is declared."""
+    pieces, at = [], 0
+    for name, start, end in spans:
+        header = headers[name]
+        pieces.append(text[at:start])
+        if owned(name):
+            body = text[text.index("\n", start):end]
+            pieces.append(header.render(prefix=_visible(header.prefix)) + body)
+        else:
+            pieces.append(_declaration(header) + "\n")
+        at = end
+    pieces.append(text[at:])
+    return pieces
+
+
+def only_functions(module: IRModule, names: set[str]) -> IRModule | None:
+    """`module` in which only the functions in `names` have code generated: the others become
+    available_externally but for aliases' targets (their bodies stay, so the printed module
+    numbers its metadata as the whole one does, which variants made from that printing refer
+    to). None if it cannot be made."""
+    mod = llvm.parse_bitcode(module.bitcode)
+    aliases = ALIAS_LINE.findall(str(mod))
+    aliased = {unquote_name(t.group(1)) for a in aliases if (t := ALIAS_TARGET.search(a))}  # must stay defined
+    for f in mod.functions:
+        if not f.is_declaration and f.name not in names and f.name not in aliased:
+            f.linkage = llvm.Linkage.available_externally
+            f.visibility = llvm.Visibility.default
+    try:
+        mod.verify()
+    except RuntimeError:
+        return None
+    return IRModule(module.name, mod.as_bitcode())
 
 
 @dataclass(frozen=True)

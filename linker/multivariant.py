@@ -368,9 +368,12 @@ def _plan(name: str, mt: ModuleText, variants: Sequence[Variant]) -> _Plan:
     return _Plan(d, bodies, report, used, keys=keys)
 
 
+_COMMENT_RE = re.compile(r"\s*;[^\"]*$")
+
+
 def _canonical(header: Header, body: list[str]) -> str:
     """A body's text without comments and blank lines: variants equal in this are duplicates."""
-    lines = (re.sub(r"\s*;[^\"]*$", "", line).rstrip() for line in body)
+    lines = ((_COMMENT_RE.sub("", line) if ";" in line else line).rstrip() for line in body)
     return header.render(name="mewe.canonical") + "\n" + "\n".join(line for line in lines if line)
 
 

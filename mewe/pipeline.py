@@ -33,7 +33,10 @@ def _quiet(stage: str, done: int, total: int) -> None:
 
 CALL_COST = 8  # what a call costs besides its body, in IR instructions: a tiny body may grow a little
 NO_MAIN = b"undefined_weak:main"  # wasm-ld's name for the stub of a weak main nobody defined
-SPARES = 2  # candidates over the cost bound that still reach codegen: the cheapest, in case all within it fold
+# Candidates over the cost bound that still reach codegen: the cheapest, in case all within it
+# fold. Most of a function's candidates are over the bound (a stack of passes costs), so this
+# halves what the first codegen compiles; 2 lost a function of interp whose cheap ones all fold.
+SPARES = 3
 
 
 def _lower_all(sources: list[Path], options: CompileOptions, toolchain: Toolchain, verbose: bool) -> list[IRModule]:
@@ -129,10 +132,9 @@ def _bound(original_cost: int, mv: MultivariantOptions) -> float:
 def _affordable(variants: Mapping[str, Sequence[Variant]],
                 mv: MultivariantOptions) -> tuple[dict[str, list[Variant]], dict[str, int]]:
     """`variants` without candidates `_choose` would never keep, so that codegen need not compile
-    them: those over the cost bound, but for the SPARES cheapest (kept only if none within it
-    survives), in functions with at least `variants + SPARES` candidates within it (with fewer,
-    all those within may fold, and the cheapest distinct one over it is kept: cost order does
-    not say which that is). Costs come with the variants (see Variant.cost); without them, all
+    them: those over the cost bound but for the SPARES cheapest. `_choose` keeps one over the
+    bound only when every candidate within it folds, and then the cheapest distinct one; the
+    spares stand in for it. Costs come with the variants (see Variant.cost); without them, all
     are kept. Also how many each function lost."""
     out, cut = {}, {}
     for name, vs in variants.items():
@@ -142,9 +144,6 @@ def _affordable(variants: Mapping[str, Sequence[Variant]],
             continue
         bound = _bound(valid[0].original_cost, mv)
         over = sorted((v.cost, k) for k, v in enumerate(vs) if not v.error and v.cost > bound)
-        if len(valid) - len(over) < mv.variants + SPARES:  # all those within may fold: the cheapest distinct one over is kept
-            out[name] = list(vs)
-            continue
         dropped = {k for _, k in over[SPARES:]}
         out[name] = [v for k, v in enumerate(vs) if k not in dropped]
         if dropped:
@@ -194,7 +193,8 @@ def link_multivariant(program: IRModule, options: CompileOptions, mv: Multivaria
     and variants are compared by their code in the object."""
     if variants is None:
         variants = make_variants(program, mv, progress)
-    variants, unaffordable = _affordable(variants, mv)
+    candidates = variants
+    variants, unaffordable = _affordable(candidates, mv)
     rt = discriminator(mv, toolchain, fast_path_only=unit is not None, verbose=verbose)
     progress("linking and generating code", 0, 0)
 
@@ -214,6 +214,11 @@ def link_multivariant(program: IRModule, options: CompileOptions, mv: Multivaria
     progress("comparing variants' machine code", 0, 0)
     survivors = _choose(_code_levels(obj, wasm), reports, used, mv)
     folded = {f: len(used[f]) - len(survivors[f]) for f in used}  # folded, or surplus
+    starving = {f: [v for v in candidates[f] if not v.error and v not in variants[f]]
+                for f in used if not survivors[f] and unaffordable.get(f)}
+    for f, kept in _top_up(program, starving, rt, mv, options, unit, toolchain).items():
+        survivors[f] = kept
+        unaffordable[f] -= len(kept)
     if any(folded.values()):
         progress("linking the variants kept", 0, 0)
         module, obj, wasm, second, _ = generate(survivors)
@@ -236,6 +241,25 @@ def link_multivariant(program: IRModule, options: CompileOptions, mv: Multivaria
         if r.status == "dispatched":
             r.code_sizes = [len(code.get(linker.body_name(r.name, k), b"")) for k in range(r.variants)]
     return module, obj, wasm, reports
+
+
+def _top_up(program: IRModule, starving: Mapping[str, Sequence[Variant]], rt: IRModule, mv: MultivariantOptions,
+            options: CompileOptions, unit: str | None, toolchain: Toolchain) -> dict[str, list[Variant]]:
+    """For functions whose every candidate that reached codegen folded, `starving` holds those
+    `_affordable` cut (over the cost bound): the one `_choose` would keep among them (the
+    cheapest distinct), found from the code of those functions alone. Rare, so a small codegen
+    of its own, compared at the object's wasm level."""
+    starving = {f: vs for f, vs in starving.items() if vs}
+    sub = linker.only_functions(program, set(starving)) if starving else None
+    if sub is None:
+        return {}
+    try:
+        module, reports, used = linker.link_variants(sub, starving, rt, mv, unit=unit)
+        obj = linker.emit_object(module, options.opt_level, tail_calls=mv.tail_calls, toolchain=toolchain)
+    except MeweError:  # a crash among them: they keep their one body, as they would have
+        return {}
+    chosen = _choose([parse_wasm(obj).code_by_name()], reports, used, mv)
+    return {f: vs for f, vs in chosen.items() if vs}
 
 
 def _without_codegen_crashes(program: IRModule, variants: Mapping[str, Sequence[Variant]], rt: IRModule,

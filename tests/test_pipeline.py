@@ -3,6 +3,7 @@ determinism, and the Python API."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -112,7 +113,7 @@ def test_modules_and_contexts_collected_together_do_not_crash():
     gc.collect()
 
 
-def test_candidates_over_the_cost_bound_skip_codegen_only_when_enough_are_within_it():
+def test_candidates_over_the_cost_bound_skip_codegen_but_for_the_cheapest_spares():
     from mewe import pipeline
     from mewe.types import MultivariantOptions, Variant
 
@@ -120,11 +121,15 @@ def test_candidates_over_the_cost_bound_skip_codegen_only_when_enough_are_within
     def made(*costs):
         return [Variant("f", f"v{k}", ("p",), cost=c, original_cost=10) for k, c in enumerate(costs)]
 
-    many = made(30, 11, 12, 40, 13, 14, 20, 50)  # 5 within; the 2 cheapest over it stay as spares
+    assert pipeline.SPARES == 3
+    many = made(30, 11, 12, 40, 13, 14, 20, 50, 25, 60)  # 4 within; the 3 cheapest over it stay as spares
     kept, cut = pipeline._affordable({"f": many}, mv)
-    assert [v.cost for v in kept["f"]] == [30, 11, 12, 13, 14, 20] and cut == {"f": 2}
-    few = made(30, 11, 40, 50)  # if the one within folds, `_choose` needs the cheapest distinct one over
-    assert pipeline._affordable({"f": few}, mv) == ({"f": few}, {})
+    assert [v.cost for v in kept["f"]] == [30, 11, 12, 13, 14, 20, 25] and cut == {"f": 3}
+    few = made(30, 11, 40, 50, 60, 15)  # if the one within folds, `_choose` keeps the cheapest distinct one over
+    kept, cut = pipeline._affordable({"f": few}, mv)
+    assert [v.cost for v in kept["f"]] == [30, 11, 40, 15] and cut == {"f": 2}
+    invalid = [dataclasses.replace(v, error="bad") for v in made(90, 91)]  # reported as drops: kept
+    assert pipeline._affordable({"f": few[:4] + invalid}, mv)[0]["f"][-2:] == invalid
     unknown = [Variant("f", "v", ("p",))] * 8  # costs not known: nothing is cut
     assert pipeline._affordable({"f": unknown}, mv)[1] == {}
     assert pipeline._affordable({"f": many}, MultivariantOptions(variants=2, max_cost=0))[1] == {}  # no bound
