@@ -236,13 +236,15 @@ def split_module(module: IRModule) -> list["Part"] | None:
     parts can call them) and declares every other function; global variables and aliases are
     defined in the first part and available_externally (not emitted) in the others."""
     mod = llvm.parse_bitcode(module.bitcode)
-    functions = [f for f in mod.functions if not f.is_declaration]
-    parts = min(MAX_PARTS, len(functions) // SPLIT_FUNCTIONS)
-    if parts < 2 or any(g.linkage in UNSPLITTABLE and g.name not in MARKERS for g in [*mod.functions, *mod.global_variables]):
+    functions = [(f.name, f.is_declaration, f.linkage) for f in mod.functions]  # one walk: each step is a foreign call
+    defined = [name for name, declared, _ in functions if not declared]
+    parts = min(MAX_PARTS, len(defined) // SPLIT_FUNCTIONS)
+    if parts < 2 or any(linkage in UNSPLITTABLE and name not in MARKERS for name, _, linkage in functions) or \
+            any(g.linkage in UNSPLITTABLE and g.name not in MARKERS for g in mod.global_variables):
         return None
     text = str(mod)
     try:
-        spans = definitions(mod, text)
+        spans = definitions(mod, text, defined)
         headers = {name: parse_header(text[start:text.index("\n", start)]) for name, start, _ in spans}
     except (ValueError, Unsupported):
         return None
@@ -257,17 +259,20 @@ def split_module(module: IRModule) -> list["Part"] | None:
         owner[name] = 0 if name in targets else min(parts - 1, done * parts // total)
         done += end - start
     out = []
+    declarations: dict[str, str] = {}
     for part in range(parts):
-        pieces = _defining(text, spans, headers, lambda name: owner[name] == part)
+        pieces = _defining(text, spans, headers, lambda name: owner[name] == part, declarations)
         if part:  # the aliases are the first part's (they sit outside the definitions)
             pieces[0], pieces[-1] = ALIAS_LINE.sub("", pieces[0]), ALIAS_LINE.sub("", pieces[-1])
         out.append(Part(f"{module.name} (part {part + 1} of {parts})", "".join(pieces), part))
     return out
 
 
-def _defining(text: str, spans: list[tuple[str, int, int]], headers: dict[str, Header], owned) -> list[str]:
+def _defining(text: str, spans: list[tuple[str, int, int]], headers: dict[str, Header], owned,
+              declarations: dict[str, str]) -> list[str]:
     """Pieces of the module `text` in which the functions `owned(name)` accepts keep their
-    bodies (local ones made hidden) and every other function is declared."""
+    bodies (local ones made hidden) and every other function is declared (`declarations`
+    remembers the lines, which every part but one needs)."""
     pieces, at = [], 0
     for name, start, end in spans:
         header = headers[name]
@@ -276,7 +281,9 @@ def _defining(text: str, spans: list[tuple[str, int, int]], headers: dict[str, H
             body = text[text.index("\n", start):end]
             pieces.append(header.render(prefix=_visible(header.prefix)) + body)
         else:
-            pieces.append(_declaration(header) + "\n")
+            if name not in declarations:
+                declarations[name] = _declaration(header) + "\n"
+            pieces.append(declarations[name])
         at = end
     pieces.append(text[at:])
     return pieces

@@ -124,7 +124,9 @@ class Unsupported(Exception):
     """A construct the text editor does not handle; the function is skipped with this reason."""
 
 
+@functools.lru_cache(maxsize=1 << 16)  # a function's candidates share its header line; builds link twice
 def parse_header(line: str) -> Header:
+    """The parts of a `define` line. The Header is shared between calls: treat it as read-only."""
     if not line.startswith("define ") or not line.rstrip().endswith("{"):
         raise Unsupported("definition header not on one line")
     m = re.search(NAME + r"\(", line)

@@ -48,11 +48,13 @@ def unquote_name(token: str) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
 
-def definitions(mod: llvm.ModuleRef, text: str) -> list[tuple[str, int, int]]:
+def definitions(mod: llvm.ModuleRef, text: str, names: list[str] | None = None) -> list[tuple[str, int, int]]:
     """(name, start, end) of each function definition in `text`, the printed `mod`: names from
-    llvmlite, unescaped; offsets of the `define` line and just past its closing `}`.
+    llvmlite, unescaped (or `names`, the defined functions' in module order, if the caller has
+    them); offsets of the `define` line and just past its closing `}`.
     LLVM prints definitions in module order, each from a `define ` line to a `}` line."""
-    names = [f.name for f in mod.functions if not f.is_declaration]
+    if names is None:
+        names = [f.name for f in mod.functions if not f.is_declaration]
     spans, at = [], 0
     text = text if text.endswith("\n") else text + "\n"
     for name in names:
