@@ -131,24 +131,34 @@ def _bound(original_cost: int, mv: MultivariantOptions) -> float:
 
 def _affordable(variants: Mapping[str, Sequence[Variant]],
                 mv: MultivariantOptions) -> tuple[dict[str, list[Variant]], dict[str, int]]:
-    """`variants` without candidates `_choose` would never keep, so that codegen need not compile
-    them: those over the cost bound but for the SPARES cheapest. `_choose` keeps one over the
-    bound only when every candidate within it folds, and then the cheapest distinct one; the
-    spares stand in for it. Costs come with the variants (see Variant.cost); without them, all
-    are kept. Also how many each function lost."""
+    """`variants` without the candidates `_choose` is least likely to keep, so that codegen need
+    not compile them; also how many each function lost. Under a cost bound: those over it but
+    for the SPARES cheapest (`_choose` keeps one over the bound only when every candidate within
+    it folds, and then the cheapest distinct one; the spares stand in for it). Without one: all
+    but the first `mv.variants + SPARES` (`_choose` keeps the first distinct ones). Costs come
+    with the variants (see Variant.cost); a bounded function without them keeps all. Should
+    too many of those compiled fold, `_top_up` tries the rest."""
     out, cut = {}, {}
     for name, vs in variants.items():
-        valid = [v for v in vs if not v.error]
-        if not _bounded(name, mv) or not valid or any(v.cost is None or v.original_cost is None for v in valid):
-            out[name] = list(vs)
-            continue
-        bound = _bound(valid[0].original_cost, mv)
-        over = sorted((v.cost, k) for k, v in enumerate(vs) if not v.error and v.cost > bound)
-        dropped = {k for _, k in over[SPARES:]}
+        valid = [k for k, v in enumerate(vs) if not v.error]  # invalid ones stay: the linker reports them
+        if not _bounded(name, mv):
+            dropped = set(valid[mv.variants + SPARES:])
+        elif valid and all(vs[k].cost is not None and vs[k].original_cost is not None for k in valid):
+            bound = _bound(vs[valid[0]].original_cost, mv)
+            over = sorted((vs[k].cost, k) for k in valid if vs[k].cost > bound)
+            dropped = {k for _, k in over[SPARES:]}
+        else:
+            dropped = set()
         out[name] = [v for k, v in enumerate(vs) if k not in dropped]
         if dropped:
             cut[name] = len(dropped)
     return out, cut
+
+
+def _wanting(survivors: Mapping[str, Sequence[Variant]], mv: MultivariantOptions) -> list[str]:
+    """Functions that would keep more variants if more candidates were compiled: under a cost
+    bound those left with none, without one those left with fewer than `mv.variants`."""
+    return [f for f, kept in survivors.items() if not kept or (not _bounded(f, mv) and len(kept) < mv.variants)]
 
 
 def discriminator(mv: MultivariantOptions, toolchain: Toolchain, *, fast_path_only: bool = False,
@@ -214,11 +224,12 @@ def link_multivariant(program: IRModule, options: CompileOptions, mv: Multivaria
     progress("comparing variants' machine code", 0, 0)
     survivors = _choose(_code_levels(obj, wasm), reports, used, mv)
     folded = {f: len(used[f]) - len(survivors[f]) for f in used}  # folded, or surplus
-    starving = {f: [v for v in candidates[f] if not v.error and v not in variants[f]]
-                for f in used if not survivors[f] and unaffordable.get(f)}
-    for f, kept in _top_up(program, starving, rt, mv, options, unit, toolchain).items():
+    wanting = [f for f in _wanting(survivors, mv) if unaffordable.get(f)]
+    more = {f: [*survivors[f], *(v for v in candidates[f] if not v.error and v not in variants[f])] for f in wanting}
+    for f, kept in _top_up(program, more, rt, mv, options, unit, toolchain).items():
+        folded[f] += sum(v not in kept for v in survivors[f])  # folded in this codegen after all
+        unaffordable[f] -= sum(v not in survivors[f] for v in kept)
         survivors[f] = kept
-        unaffordable[f] -= len(kept)
     if any(folded.values()):
         progress("linking the variants kept", 0, 0)
         module, obj, wasm, second, _ = generate(survivors)
@@ -243,20 +254,19 @@ def link_multivariant(program: IRModule, options: CompileOptions, mv: Multivaria
     return module, obj, wasm, reports
 
 
-def _top_up(program: IRModule, starving: Mapping[str, Sequence[Variant]], rt: IRModule, mv: MultivariantOptions,
+def _top_up(program: IRModule, more: Mapping[str, Sequence[Variant]], rt: IRModule, mv: MultivariantOptions,
             options: CompileOptions, unit: str | None, toolchain: Toolchain) -> dict[str, list[Variant]]:
-    """For functions whose every candidate that reached codegen folded, `starving` holds those
-    `_affordable` cut (over the cost bound): the one `_choose` would keep among them (the
-    cheapest distinct), found from the code of those functions alone. Rare, so a small codegen
-    of its own, compared at the object's wasm level."""
-    starving = {f: vs for f, vs in starving.items() if vs}
-    sub = linker.only_functions(program, set(starving)) if starving else None
+    """For functions `_wanting` more variants, `more` holds their survivors and the candidates
+    `_affordable` kept from codegen: the ones `_choose` keeps of those, compared by the code of
+    those functions alone (the others available_externally, so not generated). Rare, so a
+    small codegen of its own, compared at the object's wasm level."""
+    sub = linker.only_functions(program, set(more)) if more else None
     if sub is None:
         return {}
     try:
-        module, reports, used = linker.link_variants(sub, starving, rt, mv, unit=unit)
+        module, reports, used = linker.link_variants(sub, more, rt, mv, unit=unit)
         obj = linker.emit_object(module, options.opt_level, tail_calls=mv.tail_calls, toolchain=toolchain)
-    except MeweError:  # a crash among them: they keep their one body, as they would have
+    except MeweError:  # a crash among them: they keep what they had
         return {}
     chosen = _choose([parse_wasm(obj).code_by_name()], reports, used, mv)
     return {f: vs for f, vs in chosen.items() if vs}

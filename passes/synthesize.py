@@ -209,7 +209,9 @@ def alternatives(shape: Expr, width: int, nvars: int) -> list[Expr]:
             proven = []
             candidates = enumerate_candidates(shape, width, nvars)
             random.Random(repr(key)).shuffle(candidates)  # a spread, not only the smallest
-            ctx = z3.Context()  # one per shape (4 ms to make): it sees this shape's proofs, always in this order
+            # One context per shape (4 ms to make, so only for a shape with candidates): it sees
+            # this shape's proofs, always in this order.
+            ctx = z3.Context() if candidates else None
             for cand in candidates[:MAX_TRIES]:
                 if prove_equal(shape, cand, width, ctx=ctx):
                     proven.append(cand)

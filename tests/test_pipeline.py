@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import mewe
-from conftest import EXAMPLES, mewe as cli
+from conftest import EXAMPLES, mewe as cli, sink_variants
 
 MAIN_C = """
 #include <stdio.h>
@@ -132,7 +132,39 @@ def test_candidates_over_the_cost_bound_skip_codegen_but_for_the_cheapest_spares
     assert pipeline._affordable({"f": few[:4] + invalid}, mv)[0]["f"][-2:] == invalid
     unknown = [Variant("f", "v", ("p",))] * 8  # costs not known: nothing is cut
     assert pipeline._affordable({"f": unknown}, mv)[1] == {}
-    assert pipeline._affordable({"f": many}, MultivariantOptions(variants=2, max_cost=0))[1] == {}  # no bound
+    kept, cut = pipeline._affordable({"f": many}, MultivariantOptions(variants=2, max_cost=0))  # no bound: the first ones
+    assert kept["f"] == many[:5] and cut == {"f": 5}
+
+
+FOLDS_C = """
+#include <stdio.h>
+#include <stdlib.h>
+__attribute__((noinline)) int step(int x) { return x * 3 + 1; }
+int main(int argc, char **argv) { printf("%d\\n", step(argc > 1 ? atoi(argv[1]) : 4)); return 0; }
+"""
+
+
+def test_when_the_candidates_compiled_first_fold_the_rest_are_tried(tmp_path):
+    """`_affordable` compiles the first variants + SPARES candidates; if those all fold (here:
+    dead instructions codegen drops), the candidates it held back are compared on their own
+    and the distinct ones kept."""
+    from mewe import pipeline
+    from mewe.types import MultivariantOptions, Variant
+
+    source = tmp_path / "folds.c"
+    source.write_text(FOLDS_C)
+    sinks = sink_variants([source], 2, only={"step"})["step"]
+    header, *body = sinks[0].ir.replace("  %mewe.sink = alloca i32, align 4\n  store volatile i32 1, ptr %mewe.sink, align 4\n", "").split("\n")
+    dead = [Variant("step", "\n".join([header, body[0], f"  %mewe.dead = add i32 0, {k}", *body[1:]]), ("dead",))
+            for k in range(2 + pipeline.SPARES)]
+    mv = MultivariantOptions(variants=2, max_cost=0)
+    result = mewe.build([source], tmp_path / "folds.wasm", multivariant=mv, variants={"step": dead + sinks})
+    step = next(f for f in result.manifest.functions if f.name == "step")
+    assert step.status == "dispatched" and step.variants == 3 and step.passes[1:] == [["sink"], ["sink"]]
+    assert step.folded == len(dead)
+    for k in range(3):
+        status = mewe.run(result.output, ["5"], stdout=tmp_path / "out", policy=f"pinned:{k}")
+        assert status == 0 and (tmp_path / "out").read_text() == "16\n"
 
 
 def test_a_dispatcher_that_fails_to_verify_is_reported_with_the_reason(tmp_path, monkeypatch):
