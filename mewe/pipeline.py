@@ -34,8 +34,8 @@ def _quiet(stage: str, done: int, total: int) -> None:
 CALL_COST = 8  # what a call costs besides its body, in IR instructions: a tiny body may grow a little
 NO_MAIN = b"undefined_weak:main"  # wasm-ld's name for the stub of a weak main nobody defined
 # Candidates over the cost bound that still reach codegen: the cheapest, in case all within it
-# fold. Most of a function's candidates are over the bound (a stack of passes costs), so this
-# halves what the first codegen compiles; 2 lost a function of interp whose cheap ones all fold.
+# fold (if those fold too, `_top_up` compares the rest). Most of a function's candidates are over
+# the bound (a stack of passes costs), so this halves what the first codegen compiles.
 SPARES = 3
 
 
