@@ -289,25 +289,6 @@ def _defining(text: str, spans: list[tuple[str, int, int]], headers: dict[str, H
     return pieces
 
 
-def only_functions(module: IRModule, names: set[str]) -> IRModule | None:
-    """`module` in which only the functions in `names` have code generated: the others become
-    available_externally but for aliases' targets (their bodies stay, so the printed module
-    numbers its metadata as the whole one does, which variants made from that printing refer
-    to). None if it cannot be made."""
-    mod = llvm.parse_bitcode(module.bitcode)
-    aliases = ALIAS_LINE.findall(str(mod))
-    aliased = {unquote_name(t.group(1)) for a in aliases if (t := ALIAS_TARGET.search(a))}  # must stay defined
-    for f in mod.functions:
-        if not f.is_declaration and f.name not in names and f.name not in aliased:
-            f.linkage = llvm.Linkage.available_externally
-            f.visibility = llvm.Visibility.default
-    try:
-        mod.verify()
-    except RuntimeError:
-        return None
-    return IRModule(module.name, mod.as_bitcode())
-
-
 @dataclass(frozen=True)
 class Part:
     """One part of a split module, as IR text (parsed where its code is generated, in parallel)."""

@@ -34,7 +34,7 @@ def _quiet(stage: str, done: int, total: int) -> None:
 CALL_COST = 8  # what a call costs besides its body, in IR instructions: a tiny body may grow a little
 NO_MAIN = b"undefined_weak:main"  # wasm-ld's name for the stub of a weak main nobody defined
 # Candidates over the cost bound that still reach codegen: the cheapest, in case all within it
-# fold (if those fold too, `_top_up` compares the rest). Most of a function's candidates are over
+# fold (if those fold too, the rest are compared in a codegen of their own). Most of a function's candidates are over
 # the bound (a stack of passes costs), so this halves what the first codegen compiles.
 SPARES = 3
 
@@ -137,7 +137,7 @@ def _affordable(variants: Mapping[str, Sequence[Variant]],
     it folds, and then the cheapest distinct one; the spares stand in for it). Without one: all
     but the first `mv.variants + SPARES` (`_choose` keeps the first distinct ones). Costs come
     with the variants (see Variant.cost); a bounded function without them keeps all. Should
-    too many of those compiled fold, `_top_up` tries the rest."""
+    too many of those compiled fold, the rest are compared in a codegen of their own."""
     out, cut = {}, {}
     for name, vs in variants.items():
         valid = [k for k, v in enumerate(vs) if not v.error]  # invalid ones stay: the linker reports them
@@ -225,11 +225,19 @@ def link_multivariant(program: IRModule, options: CompileOptions, mv: Multivaria
     survivors = _choose(_code_levels(obj, wasm), reports, used, mv)
     folded = {f: len(used[f]) - len(survivors[f]) for f in used}  # folded, or surplus
     wanting = [f for f in _wanting(survivors, mv) if unaffordable.get(f)]
-    more = {f: [*survivors[f], *(v for v in candidates[f] if not v.error and v not in variants[f])] for f in wanting}
-    for f, kept in _top_up(program, more, rt, mv, options, unit, toolchain).items():
-        folded[f] += sum(v not in kept for v in survivors[f])  # folded in this codegen after all
-        unaffordable[f] -= sum(v not in survivors[f] for v in kept)
-        survivors[f] = kept
+    if wanting:  # their survivors and the candidates held back, compared the same way (the rest plain)
+        progress("comparing the candidates held back", 0, 0)
+        more = {f: [*survivors[f], *(v for v in candidates[f] if not v.error and v not in variants[f])] for f in wanting}
+        try:
+            _, more_obj, more_wasm, more_reports, more_used = generate(more)
+            topped = _choose(_code_levels(more_obj, more_wasm), more_reports, more_used, mv)
+        except MeweError:  # a crash among them: they keep what they had
+            topped = {}
+        for f, kept in topped.items():
+            if kept:
+                folded[f] += sum(v not in kept for v in survivors[f])  # folded in this codegen after all
+                unaffordable[f] -= sum(v not in survivors[f] for v in kept)
+                survivors[f] = kept
     if any(folded.values()):
         progress("linking the variants kept", 0, 0)
         module, obj, wasm, second, _ = generate(survivors)
@@ -252,24 +260,6 @@ def link_multivariant(program: IRModule, options: CompileOptions, mv: Multivaria
         if r.status == "dispatched":
             r.code_sizes = [len(code.get(linker.body_name(r.name, k), b"")) for k in range(r.variants)]
     return module, obj, wasm, reports
-
-
-def _top_up(program: IRModule, more: Mapping[str, Sequence[Variant]], rt: IRModule, mv: MultivariantOptions,
-            options: CompileOptions, unit: str | None, toolchain: Toolchain) -> dict[str, list[Variant]]:
-    """For functions `_wanting` more variants, `more` holds their survivors and the candidates
-    `_affordable` kept from codegen: the ones `_choose` keeps of those, compared by the code of
-    those functions alone (the others available_externally, so not generated). Rare, so a
-    small codegen of its own, compared at the object's wasm level."""
-    sub = linker.only_functions(program, set(more)) if more else None
-    if sub is None:
-        return {}
-    try:
-        module, reports, used = linker.link_variants(sub, more, rt, mv, unit=unit)
-        obj = linker.emit_object(module, options.opt_level, tail_calls=mv.tail_calls, toolchain=toolchain)
-    except MeweError:  # a crash among them: they keep what they had
-        return {}
-    chosen = _choose([parse_wasm(obj).code_by_name()], reports, used, mv)
-    return {f: vs for f, vs in chosen.items() if vs}
 
 
 def _without_codegen_crashes(program: IRModule, variants: Mapping[str, Sequence[Variant]], rt: IRModule,
