@@ -259,34 +259,25 @@ def split_module(module: IRModule) -> list["Part"] | None:
         owner[name] = 0 if name in targets else min(parts - 1, done * parts // total)
         done += end - start
     out = []
-    declarations: dict[str, str] = {}
+    declarations: dict[str, str] = {}  # every part but one declares a function: write each line once
     for part in range(parts):
-        pieces = _defining(text, spans, headers, lambda name: owner[name] == part, declarations)
+        pieces, at = [], 0
+        for name, start, end in spans:
+            header = headers[name]
+            pieces.append(text[at:start])
+            if owner[name] == part:
+                body = text[text.index("\n", start):end]
+                pieces.append(header.render(prefix=_visible(header.prefix)) + body)
+            else:
+                if name not in declarations:
+                    declarations[name] = _declaration(header) + "\n"
+                pieces.append(declarations[name])
+            at = end
+        pieces.append(text[at:])
         if part:  # the aliases are the first part's (they sit outside the definitions)
             pieces[0], pieces[-1] = ALIAS_LINE.sub("", pieces[0]), ALIAS_LINE.sub("", pieces[-1])
         out.append(Part(f"{module.name} (part {part + 1} of {parts})", "".join(pieces), part))
     return out
-
-
-def _defining(text: str, spans: list[tuple[str, int, int]], headers: dict[str, Header], owned,
-              declarations: dict[str, str]) -> list[str]:
-    """Pieces of the module `text` in which the functions `owned(name)` accepts keep their
-    bodies (local ones made hidden) and every other function is declared (`declarations`
-    remembers the lines, which every part but one needs)."""
-    pieces, at = [], 0
-    for name, start, end in spans:
-        header = headers[name]
-        pieces.append(text[at:start])
-        if owned(name):
-            body = text[text.index("\n", start):end]
-            pieces.append(header.render(prefix=_visible(header.prefix)) + body)
-        else:
-            if name not in declarations:
-                declarations[name] = _declaration(header) + "\n"
-            pieces.append(declarations[name])
-        at = end
-    pieces.append(text[at:])
-    return pieces
 
 
 @dataclass(frozen=True)
