@@ -16,11 +16,9 @@ are importable: `mewe.frontends` (sources -> LLVM IR), `mewe.passes` (variants),
 
 __version__ = "0.1.0"
 
-from mewe.errors import MeweError  # noqa: E402
-
-# Everything else loads on first use (PEP 562), so a tool that needs little (mewe-cc's client,
-# `mewe --help`) does not pay for LLVM, wasmtime or even dataclasses at start-up.
-_LAZY = {"build": "mewe.pipeline", "cargo_build": "mewe.pipeline", "run": "mewe.runtime",
+# Everything loads on first use (PEP 562), so a tool that needs little (mewe-cc's client,
+# `mewe --help`) does not pay for LLVM, wasmtime or even dataclasses and typing at start-up.
+_LAZY = {"MeweError": "mewe.errors", "build": "mewe.pipeline", "cargo_build": "mewe.pipeline", "run": "mewe.runtime",
          "TraceDigest": "mewe.runtime", "preservation": "mewe.inspect", "componentize": "mewe.component",
          **{name: "mewe.types" for name in ("BuildResult", "CompileOptions", "IRModule", "Manifest",
                                             "MultivariantOptions", "Policy", "Rerandomize", "Variant")}}

@@ -40,11 +40,19 @@ def _cache_dir() -> str:
 
 def _stamp() -> str:
     """What a server must share with its clients: the interpreter, its search path (plugins
-    come from it) and mewe's files, by name, size and modification time."""
+    come from it) with the distributions installed there (the server keeps the entry points and
+    versions it read: an install, upgrade or removal names another *.dist-info), and mewe's
+    files, by name, size and modification time."""
     import hashlib
     import importlib.util
 
     h = hashlib.sha256(repr((sys.executable, sys.version, sys.path)).encode())
+    for folder in sys.path:
+        try:
+            names = os.listdir(folder or ".")
+        except OSError:
+            continue
+        h.update(repr(sorted(n for n in names if n.endswith((".dist-info", ".egg-info")))).encode())
     for package in PACKAGES:
         spec = importlib.util.find_spec(package)
         for folder in (spec.submodule_search_locations or []) if spec else []:
@@ -144,11 +152,7 @@ def serve(path: str, idle: float) -> None:
     import signal
     import time
 
-    import mewe.cc  # noqa: F401  (what every request needs, imported once, before forking)
-    import mewe.linker  # noqa: F401
-    import mewe.passes  # noqa: F401
-    import mewe.pipeline  # noqa: F401
-    import mewe.separate  # noqa: F401
+    _warm_up()
 
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -215,6 +219,49 @@ def serve(path: str, idle: float) -> None:
             pass
 
 
+WARM_UP_IR = """target triple = "wasm32-unknown-wasi"
+define i32 @f(i32 %a, i32 %b) {
+  %s = mul i32 %a, %b
+  %t = add i32 %s, 7
+  %u = xor i32 %t, %a
+  %c = icmp slt i32 %u, %b
+  %r = select i1 %c, i32 %u, i32 %t
+  ret i32 %r
+}
+"""
+
+
+def _warm_up() -> None:
+    """Load, once and before forking, what every request would otherwise load for itself: the
+    toolchain's modules, z3 (the synthesize pass), LLVM's targets. Only what no client's
+    settings or environment can change: requests run with their own."""
+    import mewe.cc  # noqa: F401
+    import mewe.linker  # noqa: F401
+    import mewe.passes  # noqa: F401
+    import mewe.pipeline  # noqa: F401
+    import mewe.separate  # noqa: F401
+
+    from mewe import passes
+    from mewe.frontends import load_ir
+    from mewe.linker.codegen import target_machine
+    from mewe.llvmir import parse_module
+    from mewe.passes import cache, rules
+
+    rules.installed_entry_points(rules.RULES_GROUP)  # plugins are looked up by every request: 7 ms
+    cache.dist_versions()  # llvmlite's and z3's, read from their metadata: 4 ms
+    # What LLVM, z3 and the passes set up on first use (tables, compiled regexes, z3's
+    # modules): 30-60 ms a request. A fixed function diversified by each built-in pass and
+    # code-generated here (a tiny module: LLVM does not abort on it, so no child is needed).
+    module = parse_module(WARM_UP_IR)
+    unit = load_ir("warm-up", module.as_bitcode(), origin="warm-up")
+    for name in [n for n, cls in passes.registry.items() if cls.__module__.startswith("mewe.passes.")]:
+        try:
+            passes.diversify(unit, variants=2, seed=0, passes=[name], jobs=1, cache=False)
+        except Exception:  # noqa: BLE001  (a broken plugin, say: each request reports it)
+            pass
+    target_machine(module.triple).emit_object(module)
+
+
 def _signal_group(pid: int, signum: int) -> None:
     try:
         os.killpg(pid, signum)
@@ -253,9 +300,14 @@ def _fork_request(conn: socket.socket, listener: socket.socket) -> int:
         return pid
     status = 1
     try:  # the child: becomes the client's mewe-cc
+        import resource
         import signal
 
+        from mewe.linker import codegen
+
         listener.close()
+        codegen.DISPOSABLE = True  # an LLVM abort ends this request only: the client then compiles in-process
+        resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))  # and dumps no core
         os.setpgid(0, 0)  # its own group: an interrupt reaches the tools it runs too
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -37,16 +37,23 @@ def enabled(flag: bool) -> Iterator[None]:
         _enabled = saved
 
 
+@lru_cache(maxsize=1)
+def dist_versions() -> str:
+    """mewe's, llvmlite's and z3's versions (reading a package's metadata takes a few ms)."""
+    from mewe import __version__
+
+    out = __version__
+    for dist in ("llvmlite", "z3-solver"):
+        with contextlib.suppress(PackageNotFoundError):
+            out += f"{dist}={version(dist)}"
+    return out
+
+
 @lru_cache(maxsize=8)
 def code_version(modules: tuple[str, ...] = ()) -> str:
     """A digest of the code that makes variants: mewe's passes, the `modules` of plugin passes,
     and the versions of mewe, llvmlite and z3."""
-    from mewe import __version__
-
-    h = hashlib.sha256(__version__.encode())
-    for dist in ("llvmlite", "z3-solver"):
-        with contextlib.suppress(PackageNotFoundError):
-            h.update(f"{dist}={version(dist)}".encode())
+    h = hashlib.sha256(dist_versions().encode())
     files = sorted(Path(__file__).parent.glob("*.py"))
     files += [Path(f) for m in modules if (f := getattr(sys.modules.get(m), "__file__", None))]
     for f in files:

@@ -428,16 +428,18 @@ def _line(exc: Exception) -> str:
     return str(exc).partition("\n")[0] or type(exc).__name__
 
 
-_scanned: dict[tuple[str, tuple[str, ...]], tuple] = {}
+_scanned: dict[tuple[str, ...], dict[str, tuple]] = {}
 
 
 def installed_entry_points(group: str) -> tuple:
-    """The `group` entry points of the packages on sys.path, scanned once per path: a scan
-    reads every installed distribution's metadata (about 4 ms), and a build asks per pass."""
-    key = (group, tuple(sys.path))
+    """The `group` entry points of the packages on sys.path, scanned once per path for every
+    group: a scan reads every installed distribution's metadata (about 7 ms), and a build asks
+    per pass and for passes and rules both."""
+    key = tuple(sys.path)
     if key not in _scanned:
-        _scanned[key] = tuple(entry_points(group=group))
-    return _scanned[key]
+        found = entry_points()
+        _scanned[key] = {g: tuple(found.select(group=g)) for g in found.groups}
+    return _scanned[key].get(group, ())
 
 
 def load_rule_plugins() -> list[Rule]:

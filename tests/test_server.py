@@ -73,6 +73,34 @@ def test_the_server_gives_the_bytes_messages_and_statuses_of_an_in_process_compi
         "not running" in mewe_server("status", env).stdout
 
 
+# LLVM's wasm backend cannot select this x86 intrinsic: code generation ends the process.
+CODEGEN_FAILS = """target triple = "wasm32-unknown-wasi"
+declare void @llvm.x86.sse2.pause()
+define void @f() {
+  call void @llvm.x86.sse2.pause()
+  ret void
+}
+"""
+
+
+def test_a_request_whose_code_generation_aborts_is_compiled_again_in_process(tmp_path, env):
+    """A server's request generates code without a child of its own: when LLVM ends it, the
+    client compiles in-process, so the user sees what an in-process compile says, once, and
+    the server goes on."""
+    (tmp_path / "crash.ll").write_text(CODEGEN_FAILS)
+    (tmp_path / "x.c").write_text(SOURCE)
+    assert cc("-c", "x.c", "-o", "x.o", cwd=tmp_path, env=env).returncode == 0  # the server is up
+    pid = int(mewe_server("status", env).stdout.split()[-1])
+    served, here = (cc("-c", "crash.ll", "-o", "crash.o", cwd=tmp_path, env=e) for e in (env, {**env, "MEWE_SERVER": "0"}))
+    assert served.returncode == here.returncode == 1
+    assert served.stderr == here.stderr == \
+        "mewe-cc: error: crash.ll: LLVM's code generator crashed: Cannot select: intrinsic %llvm.x86.sse2.pause\n"
+    assert not (tmp_path / "crash.o").exists()
+    assert cc("-c", "x.c", "-o", "y.o", cwd=tmp_path, env=env).returncode == 0
+    assert int(mewe_server("status", env).stdout.split()[-1]) == pid  # the same server answered
+    assert (tmp_path / "x.o").read_bytes() == (tmp_path / "y.o").read_bytes()
+
+
 def test_without_a_usable_socket_path_mewe_cc_compiles_in_process(tmp_path):
     deep = tmp_path / ("d" * 90) / "cache"  # longer than a Unix socket's path may be
     env = {**os.environ, "MEWE_CACHE_DIR": str(deep), "MEWE_SERVER": "1"}
