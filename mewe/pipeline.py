@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import tempfile
@@ -121,6 +122,21 @@ def _choose(levels: list[dict], reports: list[FunctionReport], used: dict[str, l
     return chosen
 
 
+def _twins(code: Mapping[str, bytes], survivors: Mapping[str, Sequence[Variant]]) -> dict[str, set[int]]:
+    """Per function, the numbers of the bodies whose `code` equals an earlier body's."""
+    out = {}
+    for f, kept in survivors.items():
+        seen, twins = {code.get(linker.body_name(f, 0))}, set()
+        for k in range(1, len(kept) + 1):
+            body = code.get(linker.body_name(f, k))
+            if body is not None and body in seen:
+                twins.add(k)
+            seen.add(body)
+        if twins:
+            out[f] = twins
+    return out
+
+
 def _bounded(name: str, mv: MultivariantOptions) -> bool:
     return bool(mv.max_cost) and (mv.hot is None or name in mv.hot)
 
@@ -198,6 +214,8 @@ def link_multivariant(program: IRModule, options: CompileOptions, mv: Multivaria
                   progress: Progress = _quiet) -> tuple[IRModule, bytes, bytes | None, list[FunctionReport]]:
     """Variants, dispatchers and the discriminator linked in; variants that codegen (LLVM's, or
     Cranelift's) folded into an earlier body are dropped and the module linked again without them.
+    Candidates are compared in a module with dispatch out of line (about half as much code to
+    generate); the final module's wasm is checked again, and a body it folds is dropped too.
 
     For a translation unit (`unit`), the result is an object only (no linked module, so `None`)
     and variants are compared by their code in the object."""
@@ -208,7 +226,13 @@ def link_multivariant(program: IRModule, options: CompileOptions, mv: Multivaria
     rt = discriminator(mv, toolchain, fast_path_only=unit is not None, verbose=verbose)
     progress("linking and generating code", 0, 0)
 
-    def generate(chosen: Mapping[str, Sequence[Variant]]):
+    # Codegen rounds that only compare candidates keep dispatch out of line: a body's own code
+    # is the same either way, and a switch over its callees' bodies at every call site (inline
+    # dispatch) about doubles what LLVM compiles. The final module has them. In a translation
+    # unit the first round is often the last (nothing folds), so it is built as final.
+    compare = mv if unit is not None else dataclasses.replace(mv, inline_dispatch=0)
+
+    def generate(chosen: Mapping[str, Sequence[Variant]], mv: MultivariantOptions = compare):
         module, reports, used = linker.link_variants(program, chosen, rt, mv, unit=unit)
         if unit is not None:
             obj = linker.emit_object(module, options.opt_level, tail_calls=mv.tail_calls, toolchain=toolchain)
@@ -219,7 +243,7 @@ def link_multivariant(program: IRModule, options: CompileOptions, mv: Multivaria
     try:
         module, obj, wasm, reports, used = generate(variants)
     except linker.CodegenCrash as exc:
-        variants, crashed = _without_codegen_crashes(program, variants, rt, mv, options, unit, str(exc), toolchain)
+        variants, crashed = _without_codegen_crashes(program, variants, rt, compare, options, unit, str(exc), toolchain)
         module, obj, wasm, reports, used = generate(variants)
     progress("comparing variants' machine code", 0, 0)
     survivors = _choose(_code_levels(obj, wasm), reports, used, mv)
@@ -238,20 +262,28 @@ def link_multivariant(program: IRModule, options: CompileOptions, mv: Multivaria
                 folded[f] += sum(v not in kept for v in survivors[f])  # folded in this codegen after all
                 unaffordable[f] -= sum(v not in survivors[f] for v in kept)
                 survivors[f] = kept
-    if any(folded.values()):
-        progress("linking the variants kept", 0, 0)
-        module, obj, wasm, second, _ = generate(survivors)
-        by_name = {r.name: r for r in second}
-        for r in reports:  # keep the first link's counts of IR duplicates, add the folded ones
-            by_name[r.name].drops = r.drops
-            if r.status == "skipped":  # and its reasons: a dispatcher that failed to verify, ...
-                by_name[r.name].reason = r.reason
-            elif r.name in folded:
-                by_name[r.name].dropped, by_name[r.name].folded = r.dropped, folded[r.name]
-                if by_name[r.name].status == "skipped":
-                    by_name[r.name].reason = "no variant survived codegen"
-        reports = second
-    code = parse_wasm(wasm if wasm is not None else obj).code_by_name()
+    first = reports
+    code = None
+    while code is None:
+        if any(folded.values()) or compare != mv:
+            progress("linking the variants kept", 0, 0)
+            module, obj, wasm, second, _ = generate(survivors, mv)
+            by_name = {r.name: r for r in second}
+            for r in first:  # keep the first link's counts of IR duplicates, add the folded ones
+                by_name[r.name].drops = r.drops
+                if r.status == "skipped":  # and its reasons: a dispatcher that failed to verify, ...
+                    by_name[r.name].reason = r.reason
+                elif r.name in folded:
+                    by_name[r.name].dropped, by_name[r.name].folded = r.dropped, folded[r.name]
+                    if by_name[r.name].status == "skipped":
+                        by_name[r.name].reason = "no variant survived codegen"
+            reports = second
+        code = parse_wasm(wasm if wasm is not None else obj).code_by_name()
+        if compare != mv:  # the final form's wasm, checked too: rarely, inline dispatch folds a body
+            for f, twins in _twins(code, survivors).items():
+                survivors[f] = [v for k, v in enumerate(survivors[f], 1) if k not in twins]
+                folded[f] += len(twins)
+                code = None
     for r in reports:
         r.folded += unaffordable.get(r.name, 0)  # surplus too, dropped before codegen
         if r.name in crashed:

@@ -167,6 +167,34 @@ def test_when_the_candidates_compiled_first_fold_the_rest_are_tried(tmp_path):
         assert status == 0 and (tmp_path / "out").read_text() == "16\n"
 
 
+def test_bodies_the_final_module_folds_are_dropped_too(tmp_path, monkeypatch):
+    """Candidates are compared with dispatch out of line; the final module (dispatch inline) is
+    checked again, and a body whose wasm equals an earlier one's is dropped. Here the
+    comparison round is made to see every candidate as distinct, so only that check can find
+    the dead-code ones."""
+    from mewe import pipeline
+    from mewe.types import MultivariantOptions, Variant
+    from mewe.wasm import parse_wasm
+
+    source = tmp_path / "folds.c"
+    source.write_text(FOLDS_C)
+    sinks = sink_variants([source], 2, only={"step"})["step"]
+    header, *body = sinks[0].ir.replace("  %mewe.sink = alloca i32, align 4\n  store volatile i32 1, ptr %mewe.sink, align 4\n", "").split("\n")
+    dead = [Variant("step", "\n".join([header, body[0], f"  %mewe.dead = add i32 0, {k}", *body[1:]]), ("dead",))
+            for k in range(5)]
+    monkeypatch.setattr(pipeline, "_code_levels", lambda obj, wasm: [])  # no level: every candidate differs
+    mv = MultivariantOptions(variants=4, max_cost=0)
+    result = mewe.build([source], tmp_path / "folds.wasm", multivariant=mv, variants={"step": sinks + dead})
+    step = next(f for f in result.manifest.functions if f.name == "step")
+    assert step.status == "dispatched" and step.variants == 3 and step.passes[1:] == [["sink"], ["sink"]]
+    assert step.folded == len(dead)  # 3 surplus, 2 folded in the final module
+    code = parse_wasm(result.output.read_bytes()).code_by_name()
+    assert len({code[f"mewe.{k}.step"] for k in range(3)}) == 3
+    for k in range(3):
+        status = mewe.run(result.output, ["5"], stdout=tmp_path / "out", policy=f"pinned:{k}")
+        assert status == 0 and (tmp_path / "out").read_text() == "16\n"
+
+
 def test_a_dispatcher_that_fails_to_verify_is_reported_with_the_reason(tmp_path, monkeypatch):
     """A function whose rewritten form does not verify keeps its one body, and the manifest says
     why, also after the second link (when other functions lost folded variants)."""
