@@ -60,6 +60,7 @@ class _Plan:
     dispatch_id: int = -1
     inline: bool = False  # the dispatch sequence is inlined into direct callers
     merge: bool = False  # the bodies too: tiny leaves, inlined where they are dispatched
+    keep: bool = False  # the bodies stay in the binary even where nothing calls them
     keys: list[str] = field(default_factory=list)  # each body's canonical text (see _canonical)
 
 
@@ -379,12 +380,13 @@ def _canonical(header: Header, body: list[str]) -> str:
 
 def _rewrite(mt: ModuleText, plans: list[_Plan], options: MultivariantOptions) -> str:
     """The module text with each planned function replaced by its bodies and dispatcher.
-    Merged bodies stay in the linked binary (hidden and in @llvm.used: wasm-ld drops unused
-    local symbols whatever their flags), where variants are compared and inspected."""
+    Kept bodies (merged ones, every one in a module made to compare them) stay in the linked
+    binary (hidden and in @llvm.used: wasm-ld drops unused local symbols whatever their
+    flags), where variants are compared and inspected."""
     replaced = {p.definition.start: p for p in plans}
     out: list[str] = []
     extra: list[str] = []
-    merged = [body_name(p.definition.header.name, k) for p in plans if p.merge for k in range(len(p.bodies))]
+    kept = [body_name(p.definition.header.name, k) for p in plans if p.keep for k in range(len(p.bodies))]
     i = 0
     while i < len(mt.lines):
         plan = replaced.get(i)
@@ -397,7 +399,7 @@ def _rewrite(mt: ModuleText, plans: list[_Plan], options: MultivariantOptions) -
             continue
         for k, (header, body, _) in enumerate(plan.bodies):
             prefix = _internal(header)
-            if plan.merge:
+            if plan.keep:
                 prefix[0] = "hidden"
             if header.varargs:
                 header, body = _va_body_header(header), _va_body(body)
@@ -423,8 +425,8 @@ def _rewrite(mt: ModuleText, plans: list[_Plan], options: MultivariantOptions) -
         for intrinsic, params in (("va_start", "ptr"), ("va_end", "ptr"), ("va_copy", "ptr, ptr")):
             if not any(line.startswith(f"declare void @llvm.{intrinsic}.p0(") for line in mt.lines):
                 out.append(f"declare void @llvm.{intrinsic}.p0({params})")
-    if merged:
-        out = _keep_used(out, merged)
+    if kept:
+        out = _keep_used(out, kept)
     return "\n".join(out + extra) + "\n"
 
 
@@ -467,6 +469,7 @@ def link_variants(
     options: MultivariantOptions,
     *,
     unit: str | None = None,
+    compare: bool = False,
 ) -> tuple[IRModule, list[FunctionReport], dict[str, list[Variant]]]:
     """Merge `variants` into `program`, add a dispatcher per function, link the `runtime` in.
 
@@ -477,6 +480,10 @@ def link_variants(
     Whole-program builds number dispatchers 0, 1, ...; for a translation unit of a separate
     compilation (`unit` names it) the `runtime` is the discriminator's fast path only, made
     internal once inlined, and trace ids are `unit_dispatch_id`s.
+
+    With `compare`, the module is one to compare the bodies' code in, not to run: dispatch
+    stays out of line (a call to the dispatcher, not a switch over the callee's bodies in every
+    caller, which about doubles the code to generate) and every body stays in the binary.
     """
     mt = ModuleText.parse(str(parse_module(program.bitcode)))
     names = list(mt.definitions) + [n for n in mt.header_errors if n not in mt.definitions]
@@ -500,12 +507,14 @@ def link_variants(
                                            drops=plan.report.drops)
             continue
         header = mt.definitions[name].header
-        plan.inline = (instructions <= options.inline_dispatch and "optnone" not in _attributes(header, mt)
+        plan.inline = (not compare and instructions <= options.inline_dispatch
+                       and "optnone" not in _attributes(header, mt)
                        and not header.varargs)  # a function that calls va_start is never inlined
         # Not in a translation unit: there, static functions' hidden bodies could clash between
         # units, and a function inlined everywhere would vanish from the final link's manifest.
         plan.merge = plan.report.merged = (plan.inline and options.dispatch == "switch" and can_keep and
                                            unit is None and _mergeable(plan, options.merge_bodies))
+        plan.keep = plan.merge or (compare and can_keep and unit is None)
         plans.append(plan)
         reports[name] = plan.report
 

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 import os
 import tempfile
@@ -226,14 +225,13 @@ def link_multivariant(program: IRModule, options: CompileOptions, mv: Multivaria
     rt = discriminator(mv, toolchain, fast_path_only=unit is not None, verbose=verbose)
     progress("linking and generating code", 0, 0)
 
-    # Codegen rounds that only compare candidates keep dispatch out of line: a body's own code
-    # is the same either way, and a switch over its callees' bodies at every call site (inline
-    # dispatch) about doubles what LLVM compiles. The final module has them. In a translation
-    # unit the first round is often the last (nothing folds), so it is built as final.
-    compare = mv if unit is not None else dataclasses.replace(mv, inline_dispatch=0)
+    # Codegen rounds that only compare candidates build a module made for comparing (see
+    # `linker.link_variants`): about half the code to generate. In a translation unit the first
+    # round is often the last (nothing folds), so there it is built as final.
+    comparing = unit is None
 
-    def generate(chosen: Mapping[str, Sequence[Variant]], mv: MultivariantOptions = compare):
-        module, reports, used = linker.link_variants(program, chosen, rt, mv, unit=unit)
+    def generate(chosen: Mapping[str, Sequence[Variant]], compare: bool = comparing):
+        module, reports, used = linker.link_variants(program, chosen, rt, mv, unit=unit, compare=compare)
         if unit is not None:
             obj = linker.emit_object(module, options.opt_level, tail_calls=mv.tail_calls, toolchain=toolchain)
             return module, obj, None, reports, used
@@ -243,7 +241,8 @@ def link_multivariant(program: IRModule, options: CompileOptions, mv: Multivaria
     try:
         module, obj, wasm, reports, used = generate(variants)
     except linker.CodegenCrash as exc:
-        variants, crashed = _without_codegen_crashes(program, variants, rt, compare, options, unit, str(exc), toolchain)
+        variants, crashed = _without_codegen_crashes(program, variants, rt, mv, options, unit, str(exc), toolchain,
+                                                      compare=comparing)
         module, obj, wasm, reports, used = generate(variants)
     progress("comparing variants' machine code", 0, 0)
     survivors = _choose(_code_levels(obj, wasm), reports, used, mv)
@@ -265,9 +264,9 @@ def link_multivariant(program: IRModule, options: CompileOptions, mv: Multivaria
     first = reports
     code = None
     while code is None:
-        if any(folded.values()) or compare != mv:
+        if any(folded.values()) or comparing:
             progress("linking the variants kept", 0, 0)
-            module, obj, wasm, second, _ = generate(survivors, mv)
+            module, obj, wasm, second, _ = generate(survivors, compare=False)
             by_name = {r.name: r for r in second}
             for r in first:  # keep the first link's counts of IR duplicates, add the folded ones
                 by_name[r.name].drops = r.drops
@@ -279,7 +278,7 @@ def link_multivariant(program: IRModule, options: CompileOptions, mv: Multivaria
                         by_name[r.name].reason = "no variant survived codegen"
             reports = second
         code = parse_wasm(wasm if wasm is not None else obj).code_by_name()
-        if compare != mv:  # the final form's wasm, checked too: rarely, inline dispatch folds a body
+        if comparing:  # the final module's wasm, checked too: rarely, inline dispatch folds a body
             for f, twins in _twins(code, survivors).items():
                 survivors[f] = [v for k, v in enumerate(survivors[f], 1) if k not in twins]
                 folded[f] += len(twins)
@@ -296,7 +295,8 @@ def link_multivariant(program: IRModule, options: CompileOptions, mv: Multivaria
 
 def _without_codegen_crashes(program: IRModule, variants: Mapping[str, Sequence[Variant]], rt: IRModule,
                              mv: MultivariantOptions, options: CompileOptions, unit: str | None,
-                             first: str, toolchain: Toolchain) -> tuple[dict[str, Sequence[Variant]], dict[str, str]]:
+                             first: str, toolchain: Toolchain,
+                             compare: bool = False) -> tuple[dict[str, Sequence[Variant]], dict[str, str]]:
     """`variants` without those of functions whose variants make LLVM's code generator crash
     (found by bisection), and why each such function lost them. Crashes without variants are
     the build's error."""
@@ -304,7 +304,7 @@ def _without_codegen_crashes(program: IRModule, variants: Mapping[str, Sequence[
     crashed: dict[str, str] = {}
 
     def crash(subset: Mapping[str, Sequence[Variant]]) -> str | None:
-        module, _, _ = linker.link_variants(program, subset, rt, mv, unit=unit)
+        module, _, _ = linker.link_variants(program, subset, rt, mv, unit=unit, compare=compare)
         try:
             linker.emit_object(module, options.opt_level, tail_calls=mv.tail_calls, toolchain=toolchain)
         except linker.CodegenCrash as exc:
