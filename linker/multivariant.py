@@ -137,18 +137,19 @@ def _mergeable(plan: _Plan, limit: int) -> bool:
                for _, body, _ in plan.bodies)
 
 
-def _body_suffix(header: Header, mt: ModuleText, merge: bool) -> list[str]:
-    """A body's header suffix: the original's, or for a merged body its attribute group inlined,
-    `alwaysinline` instead of `noinline` (the source's noinline was about the function, which
-    still is one: its dispatcher)."""
+def _body_suffix(header: Header, mt: ModuleText, merge: bool, keep: bool) -> list[str]:
+    """A body's header suffix: the original's; for a kept body (no longer local) its attribute
+    group inlined without an export name (the export is the dispatcher's); for a merged one
+    also `alwaysinline` instead of `noinline` (the source's noinline was about the function,
+    which still is one: its dispatcher)."""
     suffix = _without_comdat(header.suffix)
-    if not merge:
+    if not (merge or keep):
         return suffix
     out = []
     for tok in suffix:
         group = tokens(mt.attribute_groups.get(tok, "")) if tok == header.attr_group else [tok]
-        out += [a for a in group if a != "noinline"]
-    return out + ["alwaysinline"]
+        out += [a for a in group if not (merge and a == "noinline") and not a.startswith('"wasm-export-name"')]
+    return out + (["alwaysinline"] if merge else [])
 
 
 USED_RE = re.compile(r'@llvm\.used = appending global \[\d+ x ptr\] \[ptr (.*)\], section "llvm.metadata"')
@@ -406,7 +407,7 @@ def _rewrite(mt: ModuleText, plans: list[_Plan], options: MultivariantOptions) -
             elif options.self_calls == "stay":
                 body = retarget_calls(body, header.name, body_name(header.name, k))
             out.append(header.render(name=body_name(header.name, k), prefix=prefix,
-                                     suffix=_body_suffix(header, mt, plan.merge)))
+                                     suffix=_body_suffix(header, mt, plan.merge, plan.keep)))
             out += body
             out.append("")
         lines, module_lines = _dispatcher(plan, mt, options)
