@@ -484,7 +484,8 @@ def link_variants(
 
     With `compare`, the module is one to compare the bodies' code in, not to run: dispatch
     stays out of line (a call to the dispatcher, not a switch over the callee's bodies in every
-    caller, which about doubles the code to generate) and every body stays in the binary.
+    caller, which about doubles the code to generate), and nothing is merged, but the bodies
+    that merging keeps in the binary are kept there too.
     """
     mt = ModuleText.parse(str(parse_module(program.bitcode)))
     names = list(mt.definitions) + [n for n in mt.header_errors if n not in mt.definitions]
@@ -508,14 +509,15 @@ def link_variants(
                                            drops=plan.report.drops)
             continue
         header = mt.definitions[name].header
-        plan.inline = (not compare and instructions <= options.inline_dispatch
-                       and "optnone" not in _attributes(header, mt)
-                       and not header.varargs)  # a function that calls va_start is never inlined
+        inline = (instructions <= options.inline_dispatch and "optnone" not in _attributes(header, mt)
+                  and not header.varargs)  # a function that calls va_start is never inlined
         # Not in a translation unit: there, static functions' hidden bodies could clash between
         # units, and a function inlined everywhere would vanish from the final link's manifest.
-        plan.merge = plan.report.merged = (plan.inline and options.dispatch == "switch" and can_keep and
-                                           unit is None and _mergeable(plan, options.merge_bodies))
-        plan.keep = plan.merge or (compare and can_keep and unit is None)
+        merge = (inline and options.dispatch == "switch" and can_keep and unit is None and
+                 _mergeable(plan, options.merge_bodies))
+        plan.inline, plan.merge = inline and not compare, merge and not compare
+        plan.report.merged = plan.merge
+        plan.keep = merge  # a module to compare in keeps the bodies the final one keeps
         plans.append(plan)
         reports[name] = plan.report
 
