@@ -216,8 +216,7 @@ def link_multivariant(program: IRModule, options: CompileOptions, mv: Multivaria
                   progress: Progress = _quiet) -> tuple[IRModule, bytes, bytes | None, list[FunctionReport]]:
     """Variants, dispatchers and the discriminator linked in; variants that codegen (LLVM's, or
     Cranelift's) folded into an earlier body are dropped and the module linked again without them.
-    Candidates are compared in a module with dispatch out of line (about half as much code to
-    generate); the final module's wasm is checked again, and a body it folds is dropped too.
+    The final module's wasm is checked again, and a body it folds is dropped too.
 
     For a translation unit (`unit`), the result is an object only (no linked module, so `None`)
     and variants are compared by their code in the object."""
@@ -228,11 +227,10 @@ def link_multivariant(program: IRModule, options: CompileOptions, mv: Multivaria
     rt = discriminator(mv, toolchain, fast_path_only=unit is not None, verbose=verbose)
     progress("linking and generating code", 0, 0)
 
-    # Codegen rounds that only compare candidates build a module made for comparing (see
-    # `linker.link_variants`): about half the code to generate. In a translation unit the first
-    # round is often the last (nothing folds), so there it is built as final.
-    # Off: codegen undoes some passes' changes out of line but not beside an inlined switch, so
-    # comparing out of line kept none of `schedule`'s variants (2 before) and check-pass failed.
+    # With COMPARE_OUT_OF_LINE, rounds that only compare candidates build a module made for it
+    # (see `linker.link_variants`), never in a translation unit (its first round is often the
+    # last). Off: codegen undid some passes' changes out of line but not beside an inlined
+    # switch, so it kept none of `schedule`'s variants (2 before) and check-pass failed.
     comparing = COMPARE_OUT_OF_LINE and unit is None
 
     def generate(chosen: Mapping[str, Sequence[Variant]], compare: bool = comparing):
