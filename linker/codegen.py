@@ -250,6 +250,7 @@ MAX_PARTS = 4
 UNSPLITTABLE = {llvm.Linkage.appending, llvm.Linkage.linkonce_any, llvm.Linkage.linkonce_odr, llvm.Linkage.common}
 MARKERS = {"llvm.used", "llvm.compiler.used"}  # emit nothing: every part keeps its copy
 ALIAS_LINE = re.compile(r"^@.* alias .*$\n?", re.M)
+MARKER_LINE = re.compile(r"^@llvm\.(?:compiler\.)?used = .*\n", re.M)
 ALIAS_TARGET = re.compile(rf" alias [^@]*, ptr ({GLOBAL_NAME})\s*$")
 LOCAL = {"internal", "private"}
 
@@ -284,6 +285,7 @@ def split_module(module: IRModule) -> list["Part"] | None:
     for name, start, end in spans:  # contiguous runs of about equal size
         owner[name] = 0 if name in targets else min(parts - 1, done * parts // total)
         done += end - start
+    head = text[:spans[0][1]] if spans else text
     out = []
     declarations: dict[str, str] = {}  # every part but one declares a function: write each line once
     for part in range(parts):
@@ -302,6 +304,10 @@ def split_module(module: IRModule) -> list["Part"] | None:
         pieces.append(text[at:])
         if part:  # the aliases are the first part's (they sit outside the definitions)
             pieces[0], pieces[-1] = ALIAS_LINE.sub("", pieces[0]), ALIAS_LINE.sub("", pieces[-1])
+        # Marker lists go last: LLVM's parser resolves a reference to a function not yet seen
+        # slowly, and a list of kept bodies names thousands (a part parsed 4x slower).
+        pieces[0] = MARKER_LINE.sub("", pieces[0])
+        pieces += MARKER_LINE.findall(head)
         out.append(Part(f"{module.name} (part {part + 1} of {parts})", "".join(pieces), part))
     return out
 

@@ -233,15 +233,20 @@ def _forward_va_call(header: Header, callee: str, result: str) -> list[str]:
     return [f"  {result} = {call}", end, f"  ret {header.ret} {result}"]
 
 
-def _dispatcher(plan: _Plan, mt: ModuleText, options: MultivariantOptions) -> tuple[list[str], list[str]]:
-    """The dispatcher's lines, and any module-level lines it needs (its slot, the table)."""
+def _dispatcher(plan: _Plan, mt: ModuleText, options: MultivariantOptions,
+                inlined_copy: bool = False) -> tuple[list[str], list[str]]:
+    """The dispatcher's lines, and any module-level lines it needs (its slot, the table); with
+    `inlined_copy`, as the internal function only callers inline (see `link_variants`)."""
     header = plan.definition.header
     n = len(plan.bodies)
     attrs = _dispatcher_attrs(header, mt, options.tail_calls)
     if plan.inline:  # callers branch on the variant themselves: no dispatcher frame per call
         attrs = [a for a in attrs if a != "noinline"] + ["alwaysinline"]
     extra: list[str] = []
-    lines = [header.render(suffix=attrs), "mewe.dispatch:"]
+    rendered = (header.render(name=_inlined_name(header.name), prefix=_internal(header),
+                              suffix=[a for a in _without_comdat(attrs) if not a.startswith('"wasm-export-name"')])
+                if inlined_copy else header.render(suffix=attrs))
+    lines = [rendered, "mewe.dispatch:"]
     if header.varargs:
         lines += ["  %mewe.ap = alloca ptr, align 4", "  call void @llvm.va_start.p0(ptr %mewe.ap)"]
     if options.rerandomize.kind == "call":
@@ -379,11 +384,11 @@ def _canonical(header: Header, body: list[str]) -> str:
     return header.render(name="mewe.canonical") + "\n" + "\n".join(line for line in lines if line)
 
 
-def _rewrite(mt: ModuleText, plans: list[_Plan], options: MultivariantOptions) -> str:
+def _rewrite(mt: ModuleText, plans: list[_Plan], options: MultivariantOptions, compare: bool = False) -> str:
     """The module text with each planned function replaced by its bodies and dispatcher.
     Kept bodies (merged ones, every one in a module made to compare them) stay in the linked
     binary (hidden and in @llvm.used: wasm-ld drops unused local symbols whatever their
-    flags), where variants are compared and inspected."""
+    flags), where variants are compared and inspected. With `compare`, see `link_variants`."""
     replaced = {p.definition.start: p for p in plans}
     out: list[str] = []
     extra: list[str] = []
@@ -410,10 +415,20 @@ def _rewrite(mt: ModuleText, plans: list[_Plan], options: MultivariantOptions) -
                                      suffix=_body_suffix(header, mt, plan.merge, plan.keep)))
             out += body
             out.append("")
-        lines, module_lines = _dispatcher(plan, mt, options)
+        lines, module_lines = _dispatcher(plan, mt, options, inlined_copy=compare and plan.inline)
+        if compare and plan.inline:  # see link_variants
+            header = plan.definition.header
+            stub = [a for a in _dispatcher_attrs(header, mt, options.tail_calls) if a != "alwaysinline"]
+            lines = [header.render(suffix=stub), "mewe.dispatch:",
+                     *_forward_call(header, quote_name(body_name(header.name, 0)), options.tail_calls, "%mewe.r"),
+                     "}", ""] + lines
         out += lines
         extra += module_lines
         i = plan.definition.end + 1
+    if compare:
+        inlined = {quote_name(p.definition.header.name): quote_name(_inlined_name(p.definition.header.name))
+                   for p in plans if p.inline}
+        out = _retarget_in_bodies(out, inlined)
     if options.tail_calls:
         out = [TAIL_CALL_BY_COPY.sub("call", line) if "tail call" in line else line for line in out]
     if plans:
@@ -429,6 +444,27 @@ def _rewrite(mt: ModuleText, plans: list[_Plan], options: MultivariantOptions) -
     if kept:
         out = _keep_used(out, kept)
     return "\n".join(out + extra) + "\n"
+
+
+def _inlined_name(function: str) -> str:
+    """In a module to compare in, the dispatcher that callers inline (see `link_variants`)."""
+    return f"{function}.mewe.inline"
+
+
+_DIRECT_CALL_RE = re.compile(r"(\b(?:call|invoke)\b[^@]*)(@[-\w$.]+|@\"[^\"]*\")\(")
+
+
+def _retarget_in_bodies(lines: list[str], targets: dict[str, str]) -> list[str]:
+    """`lines` with the direct calls in bodies (`mewe.K.f`) of each function in `targets`
+    (spelled as in IR) made to its value instead."""
+    out, in_body = [], False
+    for line in lines:
+        if line.startswith("define "):
+            in_body = " @mewe." in line or ' @"mewe.' in line
+        elif in_body and "call" in line:
+            line = _DIRECT_CALL_RE.sub(lambda m: m.group(1) + targets.get(m.group(2), m.group(2)) + "(", line)
+        out.append(line)
+    return out
 
 
 def _strip_memory_attrs(line: str, tail_calls: bool) -> str:
@@ -447,7 +483,18 @@ def unsupported(program: IRModule, options: MultivariantOptions) -> dict[str, st
     """The functions of `program` the linker will not dispatch, whatever their variants, and
     why (exception handling, setjmp, musttail, --max-size, ...): the build's plan, made before
     passes run so that no variants are made for them."""
-    return _unsupported(ModuleText.parse(str(parse_module(program.bitcode))), options)
+    return _unsupported(_module_text(program), options)
+
+
+_last_text: list[tuple[bytes, ModuleText]] = []  # a build plans and links one program up to 3 times
+
+
+def _module_text(program: IRModule) -> ModuleText:
+    """`program`'s text, parsed once for the last program seen (only read, never changed)."""
+    digest = hashlib.sha256(program.bitcode).digest()
+    if not _last_text or _last_text[0][0] != digest:
+        _last_text[:] = [(digest, ModuleText.parse(str(parse_module(program.bitcode))))]
+    return _last_text[0][1]
 
 
 def _unsupported(mt: ModuleText, options: MultivariantOptions) -> dict[str, str]:
@@ -482,12 +529,14 @@ def link_variants(
     compilation (`unit` names it) the `runtime` is the discriminator's fast path only, made
     internal once inlined, and trace ids are `unit_dispatch_id`s.
 
-    With `compare`, the module is one to compare the bodies' code in, not to run: dispatch
-    stays out of line (a call to the dispatcher, not a switch over the callee's bodies in every
-    caller, which about doubles the code to generate), and nothing is merged, but the bodies
-    that merging keeps in the binary are kept there too.
+    With `compare`, the module is one to compare the bodies' code in, not to run. Every body
+    is kept in the binary and compiled as in the final module, with its callees' dispatch
+    inlined (and merged) alike; only the dispatchers themselves, whose code is not compared,
+    are a call of the original (callers inline an internal copy). A merged function's own
+    dispatcher holds every body once more, so this about halves the code of a program of
+    small functions to generate.
     """
-    mt = ModuleText.parse(str(parse_module(program.bitcode)))
+    mt = _module_text(program)
     names = list(mt.definitions) + [n for n in mt.header_errors if n not in mt.definitions]
     skips = _unsupported(mt, options)
     can_keep = _used_entries(mt.lines) is not None
@@ -515,14 +564,14 @@ def link_variants(
         # units, and a function inlined everywhere would vanish from the final link's manifest.
         merge = (inline and options.dispatch == "switch" and can_keep and unit is None and
                  _mergeable(plan, options.merge_bodies))
-        plan.inline, plan.merge = inline and not compare, merge and not compare
+        plan.inline, plan.merge = inline, merge
         plan.report.merged = plan.merge
-        plan.keep = merge  # a module to compare in keeps the bodies the final one keeps
+        plan.keep = merge or compare
         plans.append(plan)
         reports[name] = plan.report
 
     context = new_context()
-    mod = _link_checked(mt, plans, options, reports, context, unit)  # dispatcher ids follow `names`
+    mod = _link_checked(mt, plans, options, reports, context, unit, compare)  # dispatcher ids follow `names`
     for plan in plans:  # before dispatchers are inlined into the bodies that call them
         known = [plan.variants[0].original_cost if plan.variants else None] + [v.cost for v in plan.variants]
         plan.report.costs = [c if c is not None else _cost(key, mod, body_name(plan.report.name, k))
@@ -549,7 +598,8 @@ def _cost(key: str, mod: llvm.ModuleRef, name: str) -> int:
 
 
 def _link_checked(mt: ModuleText, plans: list[_Plan], options: MultivariantOptions,
-                  reports: dict[str, FunctionReport], context: llvm.ContextRef, unit: str | None) -> llvm.ModuleRef:
+                  reports: dict[str, FunctionReport], context: llvm.ContextRef, unit: str | None,
+                  compare: bool = False) -> llvm.ModuleRef:
     """Parse the rewritten module; if it does not verify, find the functions at fault and skip them."""
     def number(ps: list[_Plan]) -> None:
         for i, p in enumerate(ps):
@@ -558,14 +608,14 @@ def _link_checked(mt: ModuleText, plans: list[_Plan], options: MultivariantOptio
 
     number(plans)
     try:
-        return _parse(_rewrite(mt, plans, options), context)
+        return _parse(_rewrite(mt, plans, options, compare), context)
     except RuntimeError:
         pass
     good = []
     for plan in plans:  # one at a time: slow, but only when something is wrong
         plan.dispatch_id = 0
         try:
-            _parse(_rewrite(mt, [plan], options))
+            _parse(_rewrite(mt, [plan], options, compare))
             good.append(plan)
         except RuntimeError as exc:
             msg = llvm_error(exc)
@@ -573,7 +623,7 @@ def _link_checked(mt: ModuleText, plans: list[_Plan], options: MultivariantOptio
     number(good)
     plans[:] = good
     try:
-        return _parse(_rewrite(mt, good, options), context)
+        return _parse(_rewrite(mt, good, options, compare), context)
     except RuntimeError as exc:
         raise MeweError(f"multivariant module does not verify: {llvm_error(exc)}") from None
 

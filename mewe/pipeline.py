@@ -39,7 +39,7 @@ NO_MAIN = b"undefined_weak:main"  # wasm-ld's name for the stub of a weak main n
 SPARES = 3
 # Compare candidates in a module built for it (`link_variants(compare=True)`: dispatch out of
 # line, a third less time for the 2,000-function build). Off: see `link_multivariant`.
-COMPARE_OUT_OF_LINE = False
+COMPARE_OUT_OF_LINE = True
 
 
 def _lower_all(sources: list[Path], options: CompileOptions, toolchain: Toolchain, verbose: bool) -> list[IRModule]:

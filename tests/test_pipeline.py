@@ -202,8 +202,8 @@ def test_a_dispatcher_that_fails_to_verify_is_reported_with_the_reason(tmp_path,
 
     real = multivariant._dispatcher
 
-    def broken(plan, mt, options):  # an undefined value in the dispatcher of `sha256_final` only
-        lines, extra = real(plan, mt, options)
+    def broken(plan, mt, options, **kw):  # an undefined value in the dispatcher of `sha256_final` only
+        lines, extra = real(plan, mt, options, **kw)
         if plan.definition.header.name == "sha256_final":
             lines.insert(2, "  %mewe.bad = add i32 %mewe.undefined, 1")
         return lines, extra
