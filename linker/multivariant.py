@@ -196,14 +196,15 @@ def _tail_call_feature(attr: str) -> str:
     return attr.replace("-tail-call", "+tail-call") if attr.startswith('"target-features"=') else attr
 
 
-def _forward_call(header: Header, callee: str, tail_calls: bool, result: str, merge: bool = False) -> list[str]:
+def _forward_call(header: Header, callee: str, tail_calls: bool, result: str, merge: bool = False,
+                  out_of_line: bool = False) -> list[str]:
     """`musttail call` of `callee` with the dispatcher's own arguments, and the ret (a plain
-    call for a body to be inlined)."""
+    call for a body to be inlined; with `out_of_line`, a call that is never inlined)."""
     by_copy = any(a.split("(")[0] in FORWARD_BY_COPY for p in header.params for a in p.attrs)
     kind = "call" if merge or by_copy else "musttail call" if tail_calls else "tail call"
     args = ", ".join(" ".join([p.type, *p.abi_attrs(), p.name]) for p in header.params)
     ret_abi = " ".join(abi_only(header.ret_attrs))
-    pieces = [kind, header.cconv, ret_abi, header.function_type, f"{callee}({args})"]
+    pieces = [kind, header.cconv, ret_abi, header.function_type, f"{callee}({args})", "noinline" if out_of_line else ""]
     call = " ".join(p for p in pieces if p)
     if header.ret == "void":
         return [f"  {call}", "  ret void"]
@@ -281,12 +282,13 @@ def _redraw_dispatcher(plan: _Plan, mt: ModuleText, options: MultivariantOptions
     lines = [header.render(name=unquote_name(name), prefix=_internal(header), suffix=attrs), "mewe.dispatch:",
              f"  %mewe.slot = call i64 @{REDRAW}(ptr {slot}, i32 {len(plan.bodies)}, i32 {period})",
              "  %mewe.k64 = and i64 %mewe.slot, 255", "  %mewe.k = trunc i64 %mewe.k64 to i32"]
-    return [""] + lines + _pick(plan, options, len(plan.bodies), extra) + ["}"]
+    return [""] + lines + _pick(plan, options, len(plan.bodies), extra, cold=True) + ["}"]
 
 
-def _pick(plan: _Plan, options: MultivariantOptions, n: int, extra: list[str]) -> list[str]:
+def _pick(plan: _Plan, options: MultivariantOptions, n: int, extra: list[str], cold: bool = False) -> list[str]:
     """From variant index %mewe.k on: the trace, then the call of that body (and the ret); a
-    table it needs goes on `extra`."""
+    table it needs goes on `extra`. In a `cold` dispatcher merged bodies are called, not
+    inlined: a third less code to generate for them, on a path taken once per re-draw."""
     header = plan.definition.header
     lines = []
     if options.trace:
@@ -308,7 +310,8 @@ def _pick(plan: _Plan, options: MultivariantOptions, n: int, extra: list[str]) -
             lines.append(f"mewe.v{k}:")
             callee = quote_name(body_name(header.name, k))
             lines += (_forward_va_call(header, callee, f"%mewe.r{k}") if header.varargs else
-                      _forward_call(header, callee, options.tail_calls, f"%mewe.r{k}", plan.merge))
+                      _forward_call(header, callee, options.tail_calls, f"%mewe.r{k}", plan.merge and not cold,
+                                    out_of_line=plan.merge and cold))
     return lines
 
 

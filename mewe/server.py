@@ -18,14 +18,16 @@ interrupts its request. `mewe server status|stop` shows or stops the servers.
 from __future__ import annotations
 
 import os
-import socket
-import struct
 import sys
+from _socket import AF_UNIX, SCM_RIGHTS, SOCK_STREAM, SOL_SOCKET
+from _socket import socket as _raw_socket  # socket.py costs a client 4 ms of imports (enum, selectors)
+from struct import Struct, error
 
 IDLE_S = 600  # seconds without requests before a server exits
 START_S = 20  # how long a client waits for a server it started to answer
-HEADER = struct.Struct("!I")  # the request's length; the reply is a signed exit status
-STATUS = struct.Struct("!i")
+HEADER = Struct("!I")  # the request's length; the reply is a signed exit status
+STATUS = Struct("!i")
+FDS = Struct("3i")  # the client's stdin, stdout and stderr, passed along with the header
 PACKAGES = ("mewe", "mewe.frontends", "mewe.passes", "mewe.linker", "mewe.runtime")
 
 
@@ -43,10 +45,13 @@ def _stamp() -> str:
     come from it) with the distributions installed there (the server keeps the entry points and
     versions it read: an install, upgrade or removal names another *.dist-info), and mewe's
     files, by name, size and modification time."""
-    import hashlib
-    import importlib.util
+    try:  # hashlib's own import costs a client 3 ms
+        from _sha256 import sha256
+    except ImportError:
+        from hashlib import sha256
+    import mewe
 
-    h = hashlib.sha256(repr((sys.executable, sys.version, sys.path)).encode())
+    h = sha256(repr((sys.executable, sys.version, sys.path)).encode())
     for folder in sys.path:
         try:
             names = os.listdir(folder or ".")
@@ -54,8 +59,7 @@ def _stamp() -> str:
             continue
         h.update(repr(sorted(n for n in names if n.endswith((".dist-info", ".egg-info")))).encode())
     for package in PACKAGES:
-        spec = importlib.util.find_spec(package)
-        for folder in (spec.submodule_search_locations or []) if spec else []:
+        for folder in _locations(package, mewe.__path__):
             for root, dirs, files in os.walk(folder):
                 dirs[:] = sorted(d for d in dirs if d != "__pycache__")
                 for name in sorted(files):
@@ -64,12 +68,39 @@ def _stamp() -> str:
     return h.hexdigest()[:16]
 
 
+def _locations(package: str, parent_path: list[str]) -> list[str]:
+    """Where `package` (a subpackage of mewe, or mewe) is found, as importlib.util.find_spec
+    would say (its import costs a client 3 ms), without importing it."""
+    if package == "mewe":
+        return list(parent_path)
+    for finder in sys.meta_path:
+        find = getattr(finder, "find_spec", None)
+        spec = find(package, parent_path) if find else None
+        if spec is not None:
+            return list(spec.submodule_search_locations or [])
+    return []
+
+
+def encode_request(argv: list[str], cwd: str, env: dict[str, str]) -> bytes:
+    """A request's body: NUL-separated (no argument, path or variable can hold a NUL)."""
+    fields = [cwd, str(len(argv)), *argv, *(f"{k}={v}" for k, v in env.items())]
+    return b"\0".join(os.fsencode(f) for f in fields)
+
+
+def decode_request(body: bytes) -> dict:
+    """`encode_request`'s fields back: {"argv": [...], "cwd": ..., "env": {...}}."""
+    fields = [os.fsdecode(f) for f in body.split(b"\0")]
+    n = int(fields[1])
+    argv, env = fields[2:2 + n], dict(f.partition("=")[::2] for f in fields[2 + n:])
+    return {"argv": argv, "cwd": fields[0], "env": env}
+
+
 def socket_path() -> str:
     return os.path.join(_cache_dir(), f"cc-{_stamp()}.sock")
 
 
-def _connect(path: str) -> socket.socket | None:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+def _connect(path: str) -> _raw_socket | None:
+    sock = _raw_socket(AF_UNIX, SOCK_STREAM)
     try:
         sock.connect(path)
         return sock
@@ -78,7 +109,7 @@ def _connect(path: str) -> socket.socket | None:
         return None
 
 
-def _start(path: str) -> socket.socket | None:
+def _start(path: str) -> _raw_socket | None:
     """Start a server at `path` (one client at a time does, under a lock) and connect to it."""
     import fcntl
     import subprocess
@@ -112,12 +143,10 @@ def request(argv: list[str]) -> int | None:
     sock = _connect(path) or _start(path)
     if sock is None:
         return None
-    import json
-
-    with sock:
-        body = json.dumps({"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}).encode()
+    try:  # (a raw socket is no context manager)
+        body = encode_request(argv, os.getcwd(), dict(os.environ))
         try:
-            socket.send_fds(sock, [HEADER.pack(len(body))], [0, 1, 2])
+            sock.sendmsg([HEADER.pack(len(body))], [(SOL_SOCKET, SCM_RIGHTS, FDS.pack(0, 1, 2))])
             sock.sendall(body)
             reply = b""
             while len(reply) < STATUS.size:
@@ -127,12 +156,14 @@ def request(argv: list[str]) -> int | None:
                 reply += chunk
         except OSError:
             return None
+    finally:
+        sock.close()
     return STATUS.unpack(reply)[0]
 
 
 def cc_main() -> int:
     """`mewe-cc`: through the compile server, or in-process (MEWE_SERVER=0, or no server)."""
-    if os.environ.get("MEWE_SERVER", "1") != "0" and hasattr(socket, "send_fds"):
+    if os.environ.get("MEWE_SERVER", "1") != "0" and hasattr(_raw_socket, "sendmsg"):
         try:
             status = request(sys.argv[1:])
         except KeyboardInterrupt:  # the socket is closed: the server interrupts the request
@@ -148,11 +179,14 @@ def cc_main() -> int:
 
 def serve(path: str, idle: float) -> None:
     """Answer requests at `path` until `idle` seconds pass without any."""
+    import gc
     import selectors
     import signal
+    import socket
     import time
 
     _warm_up()
+    gc.freeze()  # the collector then leaves the warm objects alone: requests' forks copy fewer pages
 
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -269,10 +303,10 @@ def _signal_group(pid: int, signum: int) -> None:
         pass
 
 
-def _fork_request(conn: socket.socket, listener: socket.socket) -> int:
+def _fork_request(conn, listener) -> int:
     """Read a request from `conn` and fork a child that runs it; the child's pid (0 if the
     request was malformed)."""
-    import json
+    import socket
 
     conn.settimeout(10)
     try:
@@ -284,8 +318,8 @@ def _fork_request(conn: socket.socket, listener: socket.socket) -> int:
             if not chunk:
                 raise OSError("short request")
             body += chunk
-        req = json.loads(body)
-    except (OSError, ValueError, struct.error):
+        req = decode_request(body)
+    except (OSError, ValueError, IndexError, error):
         conn.close()
         return 0
     if len(fds) != 3:
@@ -300,12 +334,14 @@ def _fork_request(conn: socket.socket, listener: socket.socket) -> int:
         return pid
     status = 1
     try:  # the child: becomes the client's mewe-cc
+        import gc
         import resource
         import signal
 
         from mewe.linker import codegen
 
         listener.close()
+        gc.disable()  # a short life: a collection would only copy pages the server shares
         codegen.DISPOSABLE = True  # an LLVM abort ends this request only: the client then compiles in-process
         resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))  # and dumps no core
         os.setpgid(0, 0)  # its own group: an interrupt reaches the tools it runs too
