@@ -211,16 +211,23 @@ def serve(path: str, idle: float) -> None:
     running: dict[int, socket.socket] = {}  # child pid -> its client's connection
     cancelled: dict[int, float] = {}  # child pid -> when it was interrupted
     last = time.monotonic()
+    spare: _Spare | None = _Spare([listener])
     try:
         while not stopping and (running or time.monotonic() - last < idle):
             for key, _ in sel.select(timeout=0.5):
                 if key.fileobj is listener:
                     conn, _ = listener.accept()
-                    pid = _fork_request(conn, listener)
-                    if pid:
-                        running[pid] = conn
-                        sel.register(conn, selectors.EVENT_READ, pid)
                     last = time.monotonic()
+                    request = _read_request(conn)
+                    if request is None:
+                        continue
+                    if spare and spare.take(conn, *request):
+                        pid = spare.pid
+                    else:
+                        pid = _fork_request(conn, *request, [listener, *running.values()])
+                    running[pid] = conn
+                    sel.register(conn, selectors.EVENT_READ, pid)
+                    spare = _Spare([listener, *running.values()])
                 elif key.data in running and key.data not in cancelled:  # the client hung up early
                     _signal_group(key.data, signal.SIGINT)
                     cancelled[key.data] = time.monotonic()
@@ -228,13 +235,16 @@ def serve(path: str, idle: float) -> None:
             for pid, since in cancelled.items():
                 if time.monotonic() - since > 5:
                     _signal_group(pid, signal.SIGKILL)
-            while running:
+            while True:  # reap requests and spares that ended
                 try:
                     pid, _ = os.waitpid(-1, os.WNOHANG)
                 except ChildProcessError:
                     break
                 if not pid:
                     break
+                if spare and pid == spare.pid:  # it died waiting: the next request forks anew
+                    spare.sock.close()
+                    spare = None
                 conn = running.pop(pid, None)
                 cancelled.pop(pid, None)
                 if conn:
@@ -245,6 +255,8 @@ def serve(path: str, idle: float) -> None:
                     conn.close()
                 last = time.monotonic()
     finally:
+        if spare:
+            spare.sock.close()  # it sees the end and exits
         try:
             if os.stat(path).st_ino == inode:
                 os.unlink(path)
@@ -303,9 +315,9 @@ def _signal_group(pid: int, signum: int) -> None:
         pass
 
 
-def _fork_request(conn, listener) -> int:
-    """Read a request from `conn` and fork a child that runs it; the child's pid (0 if the
-    request was malformed)."""
+def _read_request(conn) -> tuple[list[int], bytes] | None:
+    """The client's stdin, stdout and stderr and the request's body, read from `conn`; None
+    (and `conn` closed) if the request is malformed."""
     import socket
 
     conn.settimeout(10)
@@ -318,38 +330,114 @@ def _fork_request(conn, listener) -> int:
             if not chunk:
                 raise OSError("short request")
             body += chunk
-        req = decode_request(body)
+        decode_request(body)
     except (OSError, ValueError, IndexError, error):
         conn.close()
-        return 0
+        return None
     if len(fds) != 3:
         for fd in fds:
             os.close(fd)
         conn.close()
-        return 0
+        return None
+    return fds, body
+
+
+def _fork_request(conn, fds: list[int], body: bytes, inherited: list) -> int:
+    """Fork a child that runs the request; its pid. It closes the server's sockets it
+    `inherited` (a client learns that its request died when its connection closes)."""
     pid = os.fork()
     if pid:
         for fd in fds:
             os.close(fd)
         return pid
+    for sock in inherited:
+        sock.close()
+    os.setpgid(0, 0)  # its own group: an interrupt reaches the tools it runs too
+    _run_request(conn, fds, body)
+
+
+class _Spare:
+    """A child forked ahead of the next request, which has already compiled a tiny unit: the
+    pages a compile touches are copied before a client waits (about 10 ms a request)."""
+
+    def __init__(self, inherited: list) -> None:
+        import socket
+
+        self.sock, child_end = socket.socketpair()
+        self.pid = os.fork()
+        if self.pid:
+            child_end.close()
+            return
+        try:
+            for sock in [*inherited, self.sock]:  # see _fork_request
+                sock.close()
+            os.setpgid(0, 0)
+            _warm_request()
+            head, fds, _, _ = socket.recv_fds(child_end, HEADER.size, 4)
+            size = HEADER.unpack(head)[0]
+            body = b""
+            while len(body) < size:
+                chunk = child_end.recv(size - len(body))
+                if not chunk:
+                    break
+                body += chunk
+        except BaseException:  # noqa: BLE001  (the server forks another, or runs requests itself)
+            os._exit(0)
+        if len(fds) != 4 or len(body) != size:
+            os._exit(0)  # the server stopped: it closed its end
+        child_end.close()
+        _run_request(socket.socket(fileno=fds[0]), fds[1:], body)
+
+    def take(self, conn, fds: list[int], body: bytes) -> bool:
+        """Hand the request to this child; False if it is gone."""
+        import socket
+
+        try:
+            socket.send_fds(self.sock, [HEADER.pack(len(body))], [conn.fileno(), *fds])
+            self.sock.sendall(body)
+        except OSError:
+            return False
+        finally:
+            self.sock.close()
+        for fd in fds:
+            os.close(fd)
+        return True
+
+
+def _warm_request() -> None:
+    """What a request does, on a fixed unit: see _Spare."""
+    import gc
+
+    gc.disable()
+    from mewe import frontends, pipeline
+    from mewe.llvmir import parse_module
+    from mewe.toolchain import find_toolchain
+    from mewe.types import CompileOptions, MultivariantOptions
+
+    unit = frontends.load_ir("warm-up", parse_module(WARM_UP_IR).as_bitcode(), origin="warm-up")
+    pipeline.link_multivariant(unit, CompileOptions(), MultivariantOptions(variants=4, cache=False, jobs=1), None,
+                               "warm-up.o", find_toolchain(), False, unit="warm-up")
+
+
+def _run_request(conn, fds: list[int], body: bytes) -> None:
+    """In a child of the server: be the client's mewe-cc, then exit."""
     status = 1
-    try:  # the child: becomes the client's mewe-cc
+    try:
         import gc
         import resource
         import signal
 
         from mewe.linker import codegen
 
-        listener.close()
         gc.disable()  # a short life: a collection would only copy pages the server shares
         codegen.DISPOSABLE = True  # an LLVM abort ends this request only: the client then compiles in-process
         resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))  # and dumps no core
-        os.setpgid(0, 0)  # its own group: an interrupt reaches the tools it runs too
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
             os.close(fd)
+        req = decode_request(body)
         os.chdir(req["cwd"])
         os.environ.clear()
         os.environ.update(req["env"])
