@@ -37,9 +37,6 @@ NO_MAIN = b"undefined_weak:main"  # wasm-ld's name for the stub of a weak main n
 # fold (if those fold too, the rest are compared in a codegen of their own). Most of a function's candidates are over
 # the bound (a stack of passes costs), so this halves what the first codegen compiles.
 SPARES = 3
-# Compare candidates in a module built for it (`link_variants(compare=True)`: dispatch out of
-# line, a third less time for the 2,000-function build). Off: see `link_multivariant`.
-COMPARE_OUT_OF_LINE = True
 
 
 def _lower_all(sources: list[Path], options: CompileOptions, toolchain: Toolchain, verbose: bool) -> list[IRModule]:
@@ -214,9 +211,10 @@ def link_multivariant(program: IRModule, options: CompileOptions, mv: Multivaria
                   variants: Mapping[str, Sequence[Variant]] | None, name: str, toolchain: Toolchain,
                   verbose: bool, unit: str | None = None,
                   progress: Progress = _quiet) -> tuple[IRModule, bytes, bytes | None, list[FunctionReport]]:
-    """Variants, dispatchers and the discriminator linked in; variants that codegen (LLVM's, or
-    Cranelift's) folded into an earlier body are dropped and the module linked again without them.
-    The final module's wasm is checked again, and a body it folds is dropped too.
+    """Variants, dispatchers and the discriminator linked in. Candidates are code-generated in a
+    module made to compare them (see `linker.link_variants`); those that codegen (LLVM's, or
+    Cranelift's) folded into an earlier body are dropped, and the survivors linked into the
+    final module. Its wasm is checked again, and a body it folds is dropped too.
 
     For a translation unit (`unit`), the result is an object only (no linked module, so `None`)
     and variants are compared by their code in the object."""
@@ -227,13 +225,12 @@ def link_multivariant(program: IRModule, options: CompileOptions, mv: Multivaria
     rt = discriminator(mv, toolchain, fast_path_only=unit is not None, verbose=verbose)
     progress("linking and generating code", 0, 0)
 
-    # With COMPARE_OUT_OF_LINE, rounds that only compare candidates build a module made for it
-    # (see `linker.link_variants`), never in a translation unit (its first round is often the
-    # last). Off: codegen undid some passes' changes out of line but not beside an inlined
-    # switch, so it kept none of `schedule`'s variants (2 before) and check-pass failed.
-    comparing = COMPARE_OUT_OF_LINE and unit is None
-
-    def generate(chosen: Mapping[str, Sequence[Variant]], compare: bool = comparing):
+    # Rounds that only compare candidates build a module made for it: every body as in the
+    # final module, but each dispatcher a stub (see `linker.link_variants`); the survivors are
+    # linked into the final module after. (A module with dispatch out of line, cheaper still,
+    # compared bodies in another form: codegen undid `schedule`'s changes there, not beside an
+    # inlined switch, and check-pass found none of its variants kept.)
+    def generate(chosen: Mapping[str, Sequence[Variant]], compare: bool = True):
         module, reports, used = linker.link_variants(program, chosen, rt, mv, unit=unit, compare=compare)
         if unit is not None:
             obj = linker.emit_object(module, options.opt_level, tail_calls=mv.tail_calls, toolchain=toolchain)
@@ -244,8 +241,7 @@ def link_multivariant(program: IRModule, options: CompileOptions, mv: Multivaria
     try:
         module, obj, wasm, reports, used = generate(variants)
     except linker.CodegenCrash as exc:
-        variants, crashed = _without_codegen_crashes(program, variants, rt, mv, options, unit, str(exc), toolchain,
-                                                      compare=comparing)
+        variants, crashed = _without_codegen_crashes(program, variants, rt, mv, options, unit, str(exc), toolchain)
         module, obj, wasm, reports, used = generate(variants)
     progress("comparing variants' machine code", 0, 0)
     survivors = _choose(_code_levels(obj, wasm), reports, used, mv)
@@ -267,19 +263,25 @@ def link_multivariant(program: IRModule, options: CompileOptions, mv: Multivaria
     first = reports
     code = None
     while code is None:
-        if any(folded.values()) or comparing:
-            progress("linking the variants kept", 0, 0)
+        progress("linking the variants kept", 0, 0)
+        try:
             module, obj, wasm, second, _ = generate(survivors, compare=False)
-            by_name = {r.name: r for r in second}
-            for r in first:  # keep the first link's counts of IR duplicates, add the folded ones
-                by_name[r.name].drops = r.drops
-                if r.status == "skipped":  # and its reasons: a dispatcher that failed to verify, ...
-                    by_name[r.name].reason = r.reason
-                elif r.name in folded:
-                    by_name[r.name].dropped, by_name[r.name].folded = r.dropped, folded[r.name]
-                    if by_name[r.name].status == "skipped":
-                        by_name[r.name].reason = "no variant survived codegen"
-            reports = second
+        except linker.CodegenCrash as exc:  # the final form crashes where the compared one did not
+            kept, lost = _without_codegen_crashes(program, survivors, rt, mv, options, unit, str(exc), toolchain,
+                                                  compare=False)
+            crashed.update(lost)
+            survivors = {f: list(kept.get(f, [])) for f in survivors}
+            module, obj, wasm, second, _ = generate(survivors, compare=False)
+        by_name = {r.name: r for r in second}
+        for r in first:  # keep the first link's counts of IR duplicates, add the folded ones
+            by_name[r.name].drops = r.drops
+            if r.status == "skipped":  # and its reasons: a dispatcher that failed to verify, ...
+                by_name[r.name].reason = r.reason
+            elif r.name in folded:
+                by_name[r.name].dropped, by_name[r.name].folded = r.dropped, folded[r.name]
+                if by_name[r.name].status == "skipped":
+                    by_name[r.name].reason = "no variant survived codegen"
+        reports = second
         code = parse_wasm(wasm if wasm is not None else obj).code_by_name()
         # The final module's wasm, checked too (a body compared in another form can fold in it).
         for f, twins in _twins(code, survivors).items():
@@ -299,7 +301,7 @@ def link_multivariant(program: IRModule, options: CompileOptions, mv: Multivaria
 def _without_codegen_crashes(program: IRModule, variants: Mapping[str, Sequence[Variant]], rt: IRModule,
                              mv: MultivariantOptions, options: CompileOptions, unit: str | None,
                              first: str, toolchain: Toolchain,
-                             compare: bool = False) -> tuple[dict[str, Sequence[Variant]], dict[str, str]]:
+                             compare: bool = True) -> tuple[dict[str, Sequence[Variant]], dict[str, str]]:
     """`variants` without those of functions whose variants make LLVM's code generator crash
     (found by bisection), and why each such function lost them. Crashes without variants are
     the build's error."""

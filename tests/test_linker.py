@@ -891,3 +891,35 @@ def test_tiny_leaf_bodies_are_merged_into_their_dispatch(tmp_path):
         bodies = {f"mewe.{k}.{f}" for f in ("mix", "step") for k in range(2)}
         assert bodies <= set(code)  # kept for comparison and `mewe inspect`
         assert (body_calls & bodies) == (set() if merge else bodies)
+
+
+def test_a_codegen_crash_only_in_the_final_form_drops_those_variants(tmp_path, monkeypatch):
+    """Candidates are compared in a module whose dispatchers are stubs; should the final
+    module's code generation crash on a function's variants, they are dropped there too."""
+    from mewe import linker as mewe_linker
+    from mewe.types import Variant
+
+    final_forms: set[bytes] = set()
+    real_link, real_emit = mewe_linker.link_variants, mewe_linker.emit_object
+
+    def link(program, chosen, *args, compare=False, **kw):
+        module, reports, used = real_link(program, chosen, *args, compare=compare, **kw)
+        if not compare and chosen.get("add"):
+            final_forms.add(module.bitcode)
+        return module, reports, used
+
+    def emit(module, *args, **kw):
+        if module.bitcode in final_forms:
+            raise mewe_linker.CodegenCrash(f"{module.name}: LLVM's code generator crashed: only in the final form")
+        return real_emit(module, *args, **kw)
+
+    monkeypatch.setattr(mewe_linker, "link_variants", link)
+    monkeypatch.setattr(mewe_linker, "emit_object", emit)
+    (tmp_path / "t.ll").write_text(CRASH_LL)
+    variants = {"add": [Variant("add", ADD_VARIANT, ("handmade",))]}
+    result = mewe.build([tmp_path / "t.ll"], tmp_path / "t.wasm", multivariant=MultivariantOptions(variants=1),
+                        variants=variants)
+    reports = {f.name: f for f in result.manifest.functions}
+    assert reports["add"].status == "skipped"
+    assert reports["add"].reason == "its variants crash LLVM's code generator: only in the final form"
+    assert run(result.output, tmp_path) == (0, b"41\n")
