@@ -211,7 +211,6 @@ def serve(path: str, idle: float) -> None:
     running: dict[int, socket.socket] = {}  # child pid -> its client's connection
     cancelled: dict[int, float] = {}  # child pid -> when it was interrupted
     last = time.monotonic()
-    spare: _Spare | None = _Spare([listener])
     try:
         while not stopping and (running or time.monotonic() - last < idle):
             for key, _ in sel.select(timeout=0.5):
@@ -221,13 +220,9 @@ def serve(path: str, idle: float) -> None:
                     request = _read_request(conn)
                     if request is None:
                         continue
-                    if spare and spare.take(conn, *request):
-                        pid = spare.pid
-                    else:
-                        pid = _fork_request(conn, *request, [listener, *running.values()])
+                    pid = _fork_request(conn, *request, [listener, *running.values()])
                     running[pid] = conn
                     sel.register(conn, selectors.EVENT_READ, pid)
-                    spare = _Spare([listener, *running.values()])
                 elif key.data in running and key.data not in cancelled:  # the client hung up early
                     _signal_group(key.data, signal.SIGINT)
                     cancelled[key.data] = time.monotonic()
@@ -235,16 +230,13 @@ def serve(path: str, idle: float) -> None:
             for pid, since in cancelled.items():
                 if time.monotonic() - since > 5:
                     _signal_group(pid, signal.SIGKILL)
-            while True:  # reap requests and spares that ended
+            while True:  # reap the requests that ended
                 try:
                     pid, _ = os.waitpid(-1, os.WNOHANG)
                 except ChildProcessError:
                     break
                 if not pid:
                     break
-                if spare and pid == spare.pid:  # it died waiting: the next request forks anew
-                    spare.sock.close()
-                    spare = None
                 conn = running.pop(pid, None)
                 cancelled.pop(pid, None)
                 if conn:
@@ -255,8 +247,6 @@ def serve(path: str, idle: float) -> None:
                     conn.close()
                 last = time.monotonic()
     finally:
-        if spare:
-            spare.sock.close()  # it sees the end and exits
         try:
             if os.stat(path).st_ino == inode:
                 os.unlink(path)
@@ -354,69 +344,6 @@ def _fork_request(conn, fds: list[int], body: bytes, inherited: list) -> int:
         sock.close()
     os.setpgid(0, 0)  # its own group: an interrupt reaches the tools it runs too
     _run_request(conn, fds, body)
-
-
-class _Spare:
-    """A child forked ahead of the next request, which has already compiled a tiny unit: the
-    pages a compile touches are copied before a client waits (about 10 ms a request)."""
-
-    def __init__(self, inherited: list) -> None:
-        import socket
-
-        self.sock, child_end = socket.socketpair()
-        self.pid = os.fork()
-        if self.pid:
-            child_end.close()
-            return
-        try:
-            for sock in [*inherited, self.sock]:  # see _fork_request
-                sock.close()
-            os.setpgid(0, 0)
-            _warm_request()
-            head, fds, _, _ = socket.recv_fds(child_end, HEADER.size, 4)
-            size = HEADER.unpack(head)[0]
-            body = b""
-            while len(body) < size:
-                chunk = child_end.recv(size - len(body))
-                if not chunk:
-                    break
-                body += chunk
-        except BaseException:  # noqa: BLE001  (the server forks another, or runs requests itself)
-            os._exit(0)
-        if len(fds) != 4 or len(body) != size:
-            os._exit(0)  # the server stopped: it closed its end
-        child_end.close()
-        _run_request(socket.socket(fileno=fds[0]), fds[1:], body)
-
-    def take(self, conn, fds: list[int], body: bytes) -> bool:
-        """Hand the request to this child; False if it is gone."""
-        import socket
-
-        try:
-            socket.send_fds(self.sock, [HEADER.pack(len(body))], [conn.fileno(), *fds])
-            self.sock.sendall(body)
-        except OSError:
-            return False
-        finally:
-            self.sock.close()
-        for fd in fds:
-            os.close(fd)
-        return True
-
-
-def _warm_request() -> None:
-    """What a request does, on a fixed unit: see _Spare."""
-    import gc
-
-    gc.disable()
-    from mewe import frontends, pipeline
-    from mewe.llvmir import parse_module
-    from mewe.toolchain import find_toolchain
-    from mewe.types import CompileOptions, MultivariantOptions
-
-    unit = frontends.load_ir("warm-up", parse_module(WARM_UP_IR).as_bitcode(), origin="warm-up")
-    pipeline.link_multivariant(unit, CompileOptions(), MultivariantOptions(variants=4, cache=False, jobs=1), None,
-                               "warm-up.o", find_toolchain(), False, unit="warm-up")
 
 
 def _run_request(conn, fds: list[int], body: bytes) -> None:
