@@ -286,7 +286,7 @@ def split_module(module: IRModule) -> list["Part"] | None:
     for name, start, end in spans:  # contiguous runs of about equal size
         owner[name] = 0 if name in targets else min(parts - 1, done * parts // total)
         done += end - start
-    head = text[:spans[0][1]] if spans else text
+    markers = MARKER_LINE.findall(text[:spans[0][1]] if spans else text)
     out = []
     declarations: dict[str, str] = {}  # every part but one declares a function: write each line once
     for part in range(parts):
@@ -308,7 +308,7 @@ def split_module(module: IRModule) -> list["Part"] | None:
         # Marker lists go last: LLVM's parser resolves a reference to a function not yet seen
         # slowly, and a list of kept bodies names thousands (a part parsed 4x slower).
         pieces[0] = MARKER_LINE.sub("", pieces[0])
-        pieces += MARKER_LINE.findall(head)
+        pieces += markers
         out.append(Part(f"{module.name} (part {part + 1} of {parts})", "".join(pieces), part))
     return out
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass, field
+from typing import Mapping
 
 from mewe.llvmir import GLOBAL_NAME, quote_name, split_top, unquote_name
 
@@ -211,10 +212,16 @@ class ModuleText:
         return "\n".join(self.lines[d.start:d.end + 1])
 
 
-def retarget_calls(body: list[str], callee: str, target: str) -> list[str]:
-    """`body` with its direct calls (and invokes) of `callee` made to `target` instead (both
-    names unquoted). The callee is the first global after `call`; other uses of `callee` (its
-    address stored or passed on) are left alone."""
-    site = re.compile(r"(\b(?:call|invoke)\b[^@]*)" + re.escape(quote_name(callee)) + r"\(")
-    spelled = quote_name(target) + "("
-    return [site.sub(lambda m: m.group(1) + spelled, line) for line in body]
+_DIRECT_CALL = re.compile(rf"(\b(?:call|invoke)\b[^@]*)({GLOBAL_NAME})\(")
+
+
+def retarget_calls(body: list[str], targets: Mapping[str, str]) -> list[str]:
+    """`body` with its direct calls (and invokes) of each callee in `targets` made to the
+    function it maps to (names unquoted). The callee is the first global after `call`; other
+    uses of a callee (its address stored or passed on) are left alone."""
+    spelled = {quote_name(callee): quote_name(target) for callee, target in targets.items()}
+
+    def site(m: re.Match) -> str:
+        return m.group(1) + spelled.get(m.group(2), m.group(2)) + "("
+
+    return [_DIRECT_CALL.sub(site, line) if "call" in line or "invoke" in line else line for line in body]

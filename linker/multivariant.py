@@ -393,6 +393,8 @@ def _rewrite(mt: ModuleText, plans: list[_Plan], options: MultivariantOptions, c
     binary (hidden and in @llvm.used: wasm-ld drops unused local symbols whatever their
     flags), where variants are compared and inspected. With `compare`, see `link_variants`."""
     replaced = {p.definition.start: p for p in plans}
+    # In a module to compare in, bodies call the dispatchers' inlined copies (see link_variants).
+    inlined = {p.definition.header.name: _inlined_name(p.definition.header.name) for p in plans if compare and p.inline}
     out: list[str] = []
     extra: list[str] = []
     kept = [body_name(p.definition.header.name, k) for p in plans if p.keep for k in range(len(p.bodies))]
@@ -413,10 +415,10 @@ def _rewrite(mt: ModuleText, plans: list[_Plan], options: MultivariantOptions, c
             if header.varargs:
                 header, body = _va_body_header(header), _va_body(body)
             elif options.self_calls == "stay":
-                body = retarget_calls(body, header.name, body_name(header.name, k))
+                body = retarget_calls(body, {header.name: body_name(header.name, k)})
             out.append(header.render(name=body_name(header.name, k), prefix=prefix,
                                      suffix=_body_suffix(header, mt, plan.merge, plan.keep)))
-            out += body
+            out += retarget_calls(body, inlined) if inlined else body
             out.append("")
         lines, module_lines = _dispatcher(plan, mt, options, inlined_copy=compare and plan.inline)
         if compare and plan.inline:  # see link_variants
@@ -428,10 +430,6 @@ def _rewrite(mt: ModuleText, plans: list[_Plan], options: MultivariantOptions, c
         out += lines
         extra += module_lines
         i = plan.definition.end + 1
-    if compare:
-        inlined = {quote_name(p.definition.header.name): quote_name(_inlined_name(p.definition.header.name))
-                   for p in plans if p.inline}
-        out = _retarget_in_bodies(out, inlined)
     if options.tail_calls:
         out = [TAIL_CALL_BY_COPY.sub("call", line) if "tail call" in line else line for line in out]
     if plans:
@@ -452,22 +450,6 @@ def _rewrite(mt: ModuleText, plans: list[_Plan], options: MultivariantOptions, c
 def _inlined_name(function: str) -> str:
     """In a module to compare in, the dispatcher that callers inline (see `link_variants`)."""
     return f"{function}.mewe.inline"
-
-
-_DIRECT_CALL_RE = re.compile(r"(\b(?:call|invoke)\b[^@]*)(@[-\w$.]+|@\"[^\"]*\")\(")
-
-
-def _retarget_in_bodies(lines: list[str], targets: dict[str, str]) -> list[str]:
-    """`lines` with the direct calls in bodies (`mewe.K.f`) of each function in `targets`
-    (spelled as in IR) made to its value instead."""
-    out, in_body = [], False
-    for line in lines:
-        if line.startswith("define "):
-            in_body = " @mewe." in line or ' @"mewe.' in line
-        elif in_body and "call" in line:
-            line = _DIRECT_CALL_RE.sub(lambda m: m.group(1) + targets.get(m.group(2), m.group(2)) + "(", line)
-        out.append(line)
-    return out
 
 
 def _strip_memory_attrs(line: str, tail_calls: bool) -> str:

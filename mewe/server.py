@@ -305,9 +305,9 @@ def _signal_group(pid: int, signum: int) -> None:
         pass
 
 
-def _read_request(conn) -> tuple[list[int], bytes] | None:
-    """The client's stdin, stdout and stderr and the request's body, read from `conn`; None
-    (and `conn` closed) if the request is malformed."""
+def _read_request(conn) -> tuple[list[int], dict] | None:
+    """The client's stdin, stdout and stderr and its request (see `decode_request`), read from
+    `conn`; None (and `conn` closed) if the request is malformed."""
     import socket
 
     conn.settimeout(10)
@@ -320,7 +320,7 @@ def _read_request(conn) -> tuple[list[int], bytes] | None:
             if not chunk:
                 raise OSError("short request")
             body += chunk
-        decode_request(body)
+        req = decode_request(body)
     except (OSError, ValueError, IndexError, error):
         conn.close()
         return None
@@ -329,10 +329,10 @@ def _read_request(conn) -> tuple[list[int], bytes] | None:
             os.close(fd)
         conn.close()
         return None
-    return fds, body
+    return fds, req
 
 
-def _fork_request(conn, fds: list[int], body: bytes, inherited: list) -> int:
+def _fork_request(conn, fds: list[int], req: dict, inherited: list) -> int:
     """Fork a child that runs the request; its pid. It closes the server's sockets it
     `inherited` (a client learns that its request died when its connection closes)."""
     pid = os.fork()
@@ -343,13 +343,8 @@ def _fork_request(conn, fds: list[int], body: bytes, inherited: list) -> int:
     for sock in inherited:
         sock.close()
     os.setpgid(0, 0)  # its own group: an interrupt reaches the tools it runs too
-    _run_request(conn, fds, body)
-
-
-def _run_request(conn, fds: list[int], body: bytes) -> None:
-    """In a child of the server: be the client's mewe-cc, then exit."""
     status = 1
-    try:
+    try:  # the child: becomes the client's mewe-cc
         import gc
         import resource
         import signal
@@ -364,7 +359,6 @@ def _run_request(conn, fds: list[int], body: bytes) -> None:
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
             os.close(fd)
-        req = decode_request(body)
         os.chdir(req["cwd"])
         os.environ.clear()
         os.environ.update(req["env"])
